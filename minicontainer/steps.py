@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass, field
 
 from . import syscalls
+from .paths import resolve_in_root
 
 log = logging.getLogger("minicontainer.steps")
 
@@ -35,35 +36,55 @@ class Step:
 
 @dataclass
 class Mount(Step):
+    """A mount(2) call.
+
+    With ``root`` set, ``target`` is a path inside the container's root,
+    resolved without following symlinks out of it, and the mount point is
+    created first: a directory, or an empty file when ``make`` is "file"
+    (for bind mounts of single files).
+    """
+
     source: str | None
     target: str
     fstype: str | None = None
     flags: int = 0
     data: str | None = None
+    root: str | None = None
+    make: str | None = "dir"
 
     def describe(self) -> str:
         text = (
-            f"mount {self.source or 'none'} on {self.target} type {self.fstype or 'none'}"
-            f" flags {syscalls.mount_flag_names(self.flags)}"
+            f"mount {self.source or 'none'} on {_where(self.root, self.target)}"
+            f" type {self.fstype or 'none'} flags {syscalls.mount_flag_names(self.flags)}"
         )
         if self.data:
             text += f" data {self.data}"
         return text
 
     def apply(self) -> None:
-        syscalls.mount(self.source, self.target, self.fstype, self.flags, self.data)
+        target = _host_path(self.root, self.target)
+        if self.root and self.make and not os.path.lexists(target):
+            if self.make == "file":
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.close(
+                    os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+                )
+            else:
+                os.makedirs(target, exist_ok=True)
+        syscalls.mount(self.source, target, self.fstype, self.flags, self.data)
 
 
 @dataclass
 class MakeDir(Step):
     path: str
     mode: int = 0o755
+    root: str | None = None
 
     def describe(self) -> str:
-        return f"mkdir -p {self.path} mode {self.mode:o}"
+        return f"mkdir -p {_where(self.root, self.path)} mode {self.mode:o}"
 
     def apply(self) -> None:
-        os.makedirs(self.path, mode=self.mode, exist_ok=True)
+        os.makedirs(_host_path(self.root, self.path), mode=self.mode, exist_ok=True)
 
 
 @dataclass
@@ -77,40 +98,44 @@ class MakeNode(Step):
     mode: int = 0o666
     uid: int = 0
     gid: int = 0
+    root: str | None = None
 
     def describe(self) -> str:
         return (
-            f"mknod {self.path} {self.kind} {self.major} {self.minor}"
+            f"mknod {_where(self.root, self.path)} {self.kind} {self.major} {self.minor}"
             f" mode {self.mode:o}"
         )
 
     def apply(self) -> None:
+        path = _host_path(self.root, self.path)
         type_bits = stat.S_IFCHR if self.kind == "c" else stat.S_IFBLK
         try:
-            os.unlink(self.path)
+            os.unlink(path)
         except FileNotFoundError:
             pass
-        os.mknod(self.path, self.mode | type_bits, os.makedev(self.major, self.minor))
+        os.mknod(path, self.mode | type_bits, os.makedev(self.major, self.minor))
         # mknod applies the umask; chmod sets the mode exactly.
-        os.chmod(self.path, self.mode)
+        os.chmod(path, self.mode)
         if self.uid or self.gid:
-            os.chown(self.path, self.uid, self.gid)
+            os.chown(path, self.uid, self.gid)
 
 
 @dataclass
 class Symlink(Step):
     target: str
     path: str
+    root: str | None = None
 
     def describe(self) -> str:
-        return f"symlink {self.path} -> {self.target}"
+        return f"symlink {_where(self.root, self.path)} -> {self.target}"
 
     def apply(self) -> None:
+        path = _host_path(self.root, self.path)
         try:
-            os.unlink(self.path)
+            os.unlink(path)
         except FileNotFoundError:
             pass
-        os.symlink(self.target, self.path)
+        os.symlink(self.target, path)
 
 
 @dataclass
@@ -118,12 +143,15 @@ class WriteFile(Step):
     path: str
     content: str
     mode: int = 0o644
+    root: str | None = None
 
     def describe(self) -> str:
-        return f"write {self.path} ({len(self.content)} bytes)"
+        return f"write {_where(self.root, self.path)} ({len(self.content)} bytes)"
 
     def apply(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+        path = _host_path(self.root, self.path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        fd = os.open(path, flags, self.mode)
         try:
             os.write(fd, self.content.encode())
         finally:
@@ -176,7 +204,52 @@ class Callback(Step):
         self.function()  # type: ignore[operator]
 
 
+def _host_path(root: str | None, path: str) -> str:
+    return resolve_in_root(root, path) if root else path
+
+
+def _where(root: str | None, path: str) -> str:
+    return f"{root.rstrip('/')}{path}" if root else path
+
+
 def run_all(steps: list[Step]) -> None:
     """Apply ``steps`` in order, narrating each at DEBUG level."""
     for step in steps:
         step.run()
+
+
+@dataclass
+class Unshare(Step):
+    flags: int
+
+    def describe(self) -> str:
+        return f"unshare {syscalls.clone_flag_names(self.flags)}"
+
+    def apply(self) -> None:
+        syscalls.unshare(self.flags)
+
+
+@dataclass
+class SetNs(Step):
+    """Join an existing namespace through its ``/proc/PID/ns/*`` file."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"setns {self.path}"
+
+    def apply(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscalls.setns(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class LoopbackUp(Step):
+    def describe(self) -> str:
+        return "ioctl SIOCSIFFLAGS lo IFF_UP (bring up loopback in the new network namespace)"
+
+    def apply(self) -> None:
+        syscalls.set_link_up("lo")

@@ -151,7 +151,9 @@ def _flag_names(flags: int, table: dict[int, str]) -> str:
 def _fail(call: str) -> KernelError:
     err = ctypes.get_errno()
     hint = _HINTS.get((call.split(" ", 1)[0], err), "")
-    message = f"{call} failed: {os.strerror(err)} ({errno_module.errorcode.get(err, err)})"
+    message = (
+        f"{call} failed: {os.strerror(err)} ({errno_module.errorcode.get(err, err)})"
+    )
     if hint:
         message += f"; {hint}"
     return KernelError(message, err)
@@ -162,9 +164,18 @@ _HINTS = {
     ("pivot_root", errno_module.EINVAL): (
         "the new root must be a mount point and no mount on the path may be shared"
     ),
-    ("mount", errno_module.ENODEV): "the file system type is not available in this kernel",
-    ("unshare", errno_module.EPERM): "creating namespaces requires root (CAP_SYS_ADMIN)",
-    ("unshare", errno_module.EINVAL): "this kernel lacks one of the namespaces requested",
+    (
+        "mount",
+        errno_module.ENODEV,
+    ): "the file system type is not available in this kernel",
+    (
+        "unshare",
+        errno_module.EPERM,
+    ): "creating namespaces requires root (CAP_SYS_ADMIN)",
+    (
+        "unshare",
+        errno_module.EINVAL,
+    ): "this kernel lacks one of the namespaces requested",
 }
 
 
@@ -226,3 +237,27 @@ def prctl(option: int, arg2: int = 0) -> None:
     """Call prctl(2) with one argument; for the options python-prctl lacks."""
     if _libc.prctl(option, arg2, 0, 0, 0) != 0:
         raise _fail(f"prctl({option}, {arg2})")
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def set_link_up(name: str) -> None:
+    """Set IFF_UP on interface ``name`` with ioctl, without loading netlink code."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", name.encode(), 0)
+        try:
+            flags = struct.unpack("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+            fcntl.ioctl(
+                sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(), flags | IFF_UP)
+            )
+        except OSError as exc:
+            raise KernelError(
+                f"ioctl SIOCSIFFLAGS {name} up failed: {exc.strerror}", exc.errno
+            ) from exc

@@ -1,0 +1,226 @@
+"""The ``minictr`` command line: parse options, call the library, exit.
+
+Commands build a config or look up a container and call one library
+function. Every failure arrives here as a ``MinictrError`` and is printed
+once, as ``minictr: MESSAGE``, with the exit status the error carries.
+Subsystem modules are imported inside commands, so ``minictr run`` loads
+only what a container with its options needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from .errors import MinictrError
+
+# Subsystems that add options to `run` and `create`, each as a module in
+# minicontainer/cliopts/ with OPTIONS and to_config(kwargs).
+SUBSYSTEM_OPTIONS = ("cgroups", "network", "mounts", "security", "devices")
+
+
+def _subsystem_modules() -> list:
+    modules = []
+    for name in SUBSYSTEM_OPTIONS:
+        try:
+            modules.append(importlib.import_module(f"minicontainer.cliopts.{name}"))
+        except ModuleNotFoundError as exc:
+            if (
+                exc.name != f"minicontainer.cliopts.{name}"
+                and exc.name != "minicontainer.cliopts"
+            ):
+                raise
+    return modules
+
+
+def container_options(function):
+    """Apply the options shared by `run` and `create`."""
+    for module in reversed(_subsystem_modules()):
+        for option in reversed(module.OPTIONS):
+            function = option(function)
+    decorators = [
+        click.option("--name", default="", help="Container name (unique)."),
+        click.option(
+            "-h", "--hostname", default="", help="Hostname (default: the short id)."
+        ),
+        click.option(
+            "-e", "--env", multiple=True, help="Set an environment variable, KEY=VALUE."
+        ),
+        click.option(
+            "--env-file", multiple=True, help="Read environment variables from a file."
+        ),
+        click.option(
+            "-w",
+            "--workdir",
+            default=None,
+            help="Working directory, created if missing.",
+        ),
+        click.option("-u", "--user", default=None, help="User: name|uid[:group|gid]."),
+        click.option(
+            "--entrypoint", default=None, help="Override the image's entrypoint."
+        ),
+        click.option("-i", "--interactive", is_flag=True, help="Keep stdin open."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
+        click.option(
+            "--rm",
+            "auto_remove",
+            is_flag=True,
+            help="Remove the container when it exits.",
+        ),
+        click.option(
+            "--read-only", is_flag=True, help="Mount the root file system read-only."
+        ),
+        click.option(
+            "--stop-signal", default=None, help="Signal that stops the container."
+        ),
+        click.option(
+            "--stop-timeout",
+            type=int,
+            default=None,
+            help="Seconds before SIGKILL on stop.",
+        ),
+        click.option("-l", "--label", multiple=True, help="Set a label, KEY=VALUE."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: bool):
+    """Build a ContainerConfig from the options of `run` or `create`."""
+    from .containers import build_config
+
+    subsystem_parts = {}
+    for module in _subsystem_modules():
+        subsystem_parts[module.__name__.rsplit(".", 1)[1]] = module.to_config(kwargs)
+    labels = dict(item.partition("=")[::2] for item in kwargs.pop("label"))
+    config = build_config(
+        rootfs,
+        list(command),
+        name=kwargs.pop("name"),
+        hostname=kwargs.pop("hostname"),
+        env=list(kwargs.pop("env")),
+        env_files=list(kwargs.pop("env_file")),
+        workdir=kwargs.pop("workdir"),
+        user=kwargs.pop("user"),
+        entrypoint=kwargs.pop("entrypoint"),
+        interactive=kwargs.pop("interactive"),
+        tty=kwargs.pop("tty"),
+        detach=detach,
+        auto_remove=kwargs.pop("auto_remove"),
+        read_only=kwargs.pop("read_only"),
+        stop_signal=kwargs.pop("stop_signal"),
+        stop_timeout=kwargs.pop("stop_timeout"),
+        labels=labels,
+    )
+    for part, value in subsystem_parts.items():
+        _apply_part(config, part, value)
+    return config
+
+
+def _apply_part(config, part: str, value) -> None:
+    if part == "cgroups":
+        config.resources = (
+            value.get("resources", value) if isinstance(value, dict) else value
+        )
+        if isinstance(value, dict) and "cgroup_parent" in value:
+            config.cgroup_parent = value["cgroup_parent"]
+    elif part == "network":
+        config.network = value
+    elif part == "mounts":
+        config.mounts = value
+    elif part == "security":
+        config.security = value
+    elif part == "devices":
+        config.devices = value
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+@click.option("--debug", is_flag=True, help="Narrate every kernel step on stderr.")
+@click.option(
+    "--root", default=None, help="State directory (default /var/lib/minictr)."
+)
+@click.version_option(package_name="minicontainer")
+def cli(debug: bool, root: str | None) -> None:
+    """minictr: a container runtime built on the Linux kernel, in Python."""
+    if debug:
+        logging.basicConfig(
+            level=logging.DEBUG, format="minictr: %(message)s", stream=sys.stderr
+        )
+        logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    if root:
+        os.environ["MINICTR_ROOT"] = os.path.abspath(root)
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False}
+)
+@container_options
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run in the background and print the id."
+)
+@click.argument("rootfs")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(rootfs: str, command: tuple[str, ...], detach: bool, **kwargs) -> None:
+    """Run COMMAND in a new container whose root is ROOTFS (a directory or image)."""
+    config = make_config(rootfs, command, kwargs, detach)
+    if detach:
+        from .lifecycle import run_detached
+
+        click.echo(run_detached(config))
+        return
+    from .runtime import run_foreground
+
+    sys.exit(run_foreground(config))
+
+
+def _register_optional_groups() -> None:
+    for module_name in (
+        "lifecycle_cli",
+        "cli_network",
+        "cli_images",
+        "cli_volumes",
+        "cli_build",
+        "cli_compose",
+    ):
+        try:
+            module = importlib.import_module(f"minicontainer.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"minicontainer.{module_name}":
+                raise
+            continue
+        module.register(cli)
+
+
+def main() -> None:
+    if (
+        os.geteuid() != 0
+        and "--help" not in sys.argv[1:]
+        and "--version" not in sys.argv[1:]
+    ):
+        click.echo("minictr: must be run as root (try: sudo minictr ...)", err=True)
+        sys.exit(125)
+    _register_optional_groups()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+        sys.exit(0)
+    except click.ClickException as exc:
+        click.echo(f"minictr: {exc.format_message()}", err=True)
+        sys.exit(125)
+    except MinictrError as exc:
+        click.echo(f"minictr: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The container's root file system: overlayfs, /proc, /dev, /sys, pivot_root.
+
+A container never writes to its image or ROOTFS directory. overlayfs stacks
+the read-only lower directories (the rootfs, or an image's layers, top layer
+first) under a per-container upper directory: reads fall through to the
+lowers, writes copy the file up first, and deletions leave whiteouts in the
+upper directory. The merged view is mounted inside the container's own mount
+namespace, so the host's mount table never shows it, and a crash cannot leave
+it mounted.
+
+After the file systems the kernel expects are mounted into the merged tree,
+``pivot_root`` makes it the root of the mount namespace and the host's root
+is detached, so no path inside the container leads back to the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import syscalls as sc
+from .config import ContainerConfig
+from .steps import MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink
+
+# The device nodes every container gets, as Docker and runc create them.
+DEFAULT_DEVICES = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+]
+
+DEV_LINKS = [
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+]
+
+# /etc files generated per container and bind-mounted over the image's.
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+
+
+def escape_overlay_path(path: str) -> str:
+    r"""Escape ``\``, ``,`` and ``:``, which overlayfs options treat as syntax."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def overlay_options(lower_dirs: list[str], upper: str, work: str) -> str:
+    lower = ":".join(escape_overlay_path(d) for d in lower_dirs)
+    return (
+        f"lowerdir={lower},upperdir={escape_overlay_path(upper)},"
+        f"workdir={escape_overlay_path(work)}"
+    )
+
+
+def root_steps(
+    config: ContainerConfig, container_dir: str, console: str | None = None
+) -> list[Step]:
+    """Return the mounts that build the container's root, up to pivot_root.
+
+    ``console`` is the host path of the pseudo-terminal given to the
+    container, bind-mounted on ``/dev/console`` as runc does.
+    """
+    merged = os.path.join(container_dir, "merged")
+    upper = os.path.join(container_dir, "upper")
+    work = os.path.join(container_dir, "work")
+    nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+
+    steps: list[Step] = [
+        Mount(
+            "overlay",
+            merged,
+            "overlay",
+            0,
+            overlay_options(config.lower_dirs, upper, work),
+        ),
+        Mount("proc", "/proc", "proc", nosuid_nodev_noexec, root=merged),
+        Mount(
+            "tmpfs",
+            "/dev",
+            "tmpfs",
+            sc.MS_NOSUID | sc.MS_STRICTATIME,
+            "mode=755,size=65536k",
+            root=merged,
+        ),
+    ]
+    for path, major, minor in DEFAULT_DEVICES:
+        steps.append(MakeNode(path, "c", major, minor, 0o666, root=merged))
+    steps += [
+        Mount(
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            sc.MS_NOSUID | sc.MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+            root=merged,
+        ),
+        Mount(
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            nosuid_nodev_noexec,
+            "mode=1777,size=65536k",
+            root=merged,
+        ),
+        Mount("mqueue", "/dev/mqueue", "mqueue", nosuid_nodev_noexec, root=merged),
+    ]
+    for target, path in DEV_LINKS:
+        steps.append(Symlink(target, path, root=merged))
+    if console:
+        steps.append(
+            Mount(console, "/dev/console", None, sc.MS_BIND, root=merged, make="file")
+        )
+    steps.append(
+        Mount("sysfs", "/sys", "sysfs", nosuid_nodev_noexec | sc.MS_RDONLY, root=merged)
+    )
+    for name in ETC_FILES:
+        source = os.path.join(container_dir, name)
+        if os.path.exists(source):
+            steps.append(
+                Mount(
+                    source, f"/etc/{name}", None, sc.MS_BIND, root=merged, make="file"
+                )
+            )
+    return steps
+
+
+def pivot_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
+    """Return the steps from pivot_root to a finished root (read-only, hostname)."""
+    steps: list[Step] = [PivotRoot(os.path.join(container_dir, "merged"))]
+    if config.readonly_rootfs:
+        steps.append(Mount(None, "/", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY))
+    if "uts" in config.namespaces and config.hostname:
+        steps.append(SetHostname(config.hostname))
+    return steps
+
+
+def etc_file_contents(config: ContainerConfig) -> dict[str, str]:
+    """Return /etc/hostname, /etc/hosts and /etc/resolv.conf for ``none`` mode."""
+    hostname = config.hostname
+    hosts = (
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"127.0.1.1\t{hostname}\n"
+    )
+    # With only loopback there is no reachable name server.
+    return {"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": ""}

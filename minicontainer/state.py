@@ -1,0 +1,196 @@
+"""Containers on disk: ids, names, configs and states.
+
+Each container has a directory ``<state root>/containers/<id>/`` holding
+``config.json`` (what was asked), ``state.json`` (what is true now: status,
+pid, exit code), the overlay ``upper``/``work``/``merged`` directories, the
+generated /etc files and the log. Every JSON write goes to a temporary file
+that is fsynced and renamed over the old one, so a reader sees the old or
+the new content, never half of one. Changes that read and then write (a new
+name must be unique) hold an exclusive lock on ``<run root>/containers.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+from . import paths
+from .config import ContainerConfig
+from .errors import Conflict, InvalidArgument, NotFound
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+_ADJECTIVES = (
+    "brave calm eager fancy gentle happy jolly keen lively merry nimble "
+    "proud quiet rapid sharp steady swift tender vivid witty"
+).split()
+_NOUNS = (
+    "curie darwin euler fermi gauss hopper knuth lovelace maxwell newton "
+    "noether pascal ritchie shannon thompson turing volta wiles yalow zuse"
+).split()
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON: temp file, fsync, rename."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def locked(name: str = "containers") -> Iterator[None]:
+    """Hold an exclusive lock on ``<run root>/NAME.lock``."""
+    os.makedirs(paths.run_root(), mode=0o700, exist_ok=True)
+    fd = os.open(
+        os.path.join(paths.run_root(), f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def random_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+
+
+def validate_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise InvalidArgument(
+            f"invalid container name {name!r}: use letters, digits, '_', '.' and '-',"
+            " starting with a letter or digit"
+        )
+
+
+def container_dir(container_id: str) -> str:
+    return os.path.join(paths.containers_dir(), container_id)
+
+
+def list_ids() -> list[str]:
+    try:
+        return sorted(
+            entry
+            for entry in os.listdir(paths.containers_dir())
+            if os.path.exists(
+                os.path.join(paths.containers_dir(), entry, "config.json")
+            )
+        )
+    except FileNotFoundError:
+        return []
+
+
+def _names_in_use() -> dict[str, str]:
+    names = {}
+    for cid in list_ids():
+        try:
+            names[read_config(cid).name] = cid
+        except (OSError, ValueError):
+            continue
+    return names
+
+
+def reserve(config: ContainerConfig) -> str:
+    """Create the container's directory and record it as "created".
+
+    Gives the config a random name when it has none; rejects a name that is
+    taken. Returns the container's directory.
+    """
+    os.makedirs(paths.containers_dir(), mode=0o711, exist_ok=True)
+    with locked():
+        names = _names_in_use()
+        if config.name:
+            validate_name(config.name)
+            if config.name in names:
+                raise Conflict(
+                    f"the container name {config.name!r} is already in use by container"
+                    f" {names[config.name][:12]}: remove it or choose another name"
+                )
+        else:
+            config.name = random_name()
+            while config.name in names:
+                config.name = f"{random_name()}_{secrets.token_hex(2)}"
+        directory = container_dir(config.id)
+        os.mkdir(directory, 0o711)
+        for sub in ("upper", "work", "merged"):
+            os.mkdir(os.path.join(directory, sub), 0o755)
+        write_json_atomic(os.path.join(directory, "config.json"), config.to_dict())
+        write_json_atomic(os.path.join(directory, "state.json"), {"status": "created"})
+    return directory
+
+
+def read_config(container_id: str) -> ContainerConfig:
+    return ContainerConfig.from_dict(
+        read_json(os.path.join(container_dir(container_id), "config.json"))
+    )
+
+
+def read_state(container_id: str) -> dict[str, Any]:
+    try:
+        return read_json(os.path.join(container_dir(container_id), "state.json"))
+    except FileNotFoundError:
+        return {"status": "removing"}
+
+
+def write_state(container_id: str, state: dict[str, Any]) -> None:
+    write_json_atomic(os.path.join(container_dir(container_id), "state.json"), state)
+
+
+def update_state(container_id: str, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into the stored state under the lock; return the result."""
+    with locked(f"state-{container_id}"):
+        state = read_state(container_id)
+        state.update(changes)
+        write_state(container_id, state)
+    return state
+
+
+def find(reference: str) -> str:
+    """Return the id of the container named, or with id or unique id prefix, ``reference``."""
+    ids = list_ids()
+    if reference in ids:
+        return reference
+    for cid in ids:
+        try:
+            if read_config(cid).name == reference:
+                return cid
+        except (OSError, ValueError):
+            continue
+    matches = [cid for cid in ids if cid.startswith(reference)] if reference else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InvalidArgument(
+            f"container id prefix {reference!r} matches {len(matches)} containers:"
+            " give more characters"
+        )
+    raise NotFound(f"no such container: {reference}")
+
+
+def remove_dir(container_id: str) -> None:
+    """Delete the container's directory; its mounts must be gone already."""
+    with locked(f"state-{container_id}"):
+        shutil.rmtree(container_dir(container_id), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(paths.run_root(), f"state-{container_id}.lock"))
