@@ -122,7 +122,13 @@ class Container:
     def prepare(self) -> None:
         """Create what the container needs on the host: files, cgroup, network plan."""
         self._write_etc_files()
+        if self.config.mounts:
+            from . import mounts
+
+            mounts.prepare(self.config, self.directory)
         self.cgroup = _create_cgroup(self.config)
+        if self.cgroup is not None:
+            _optional("devices").apply_rules(self.config, self.cgroup)
         if self.cgroup is not None:
             state.update_state(self.config.id, cgroup=self.cgroup.to_dict())
 
@@ -159,7 +165,16 @@ class Container:
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         console = os.ttyname(stdio.terminal) if stdio.terminal is not None else None
         root_steps = rootfs.root_steps(self.config, self.directory, console)
+        merged = os.path.join(self.directory, "merged")
+        root_steps += _optional("devices").node_steps(self.config, merged)
+        if self.cgroup is not None:
+            root_steps += self.cgroup.container_mount_steps(merged)
+        if self.config.mounts:
+            from . import mounts
+
+            root_steps += mounts.volume_steps(self.config, self.directory, merged)
         pivot_steps = rootfs.pivot_steps(self.config, self.directory)
+        pivot_steps[1:1] = _optional("security").path_steps(self.config)
 
         log.debug("fork (the first child will create the namespaces)")
         first = os.fork()
@@ -265,6 +280,27 @@ class Container:
             state.remove_dir(self.config.id)
         for problem in problems:
             log.warning("cleanup of container %s: %s", self.config.id[:12], problem)
+
+
+class _NoHooks:
+    """Stands in for a subsystem module that is not installed yet."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: []
+
+
+_NO_HOOKS = _NoHooks()
+
+
+def _optional(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(f"minicontainer.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"minicontainer.{name}":
+            raise
+        return _NO_HOOKS
 
 
 def _create_cgroup(config: ContainerConfig) -> Any:
@@ -416,7 +452,11 @@ def _pid1_main(
         _enter_workdir(config.process.cwd)
         _setup_stdio(stdio)
         process.close_other_fds([error_w])
-        process.switch_user(identity)
+        security = _optional("security")
+        if security is _NO_HOOKS:
+            process.switch_user(identity)
+        else:
+            security.apply_process(config, identity)
         log.debug("exec %s", " ".join(config.process.args))
         process.exec_command(config.process.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
