@@ -31,6 +31,23 @@ _WRITE_HINTS = {
 }
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One limit file to write, relative to a container's cgroup directory.
+
+    A setting that is not ``required`` is skipped when its file is missing.
+    """
+
+    file: str
+    value: str
+    required: bool = True
+
+    @property
+    def controller(self) -> str:
+        """The controller that owns the file: the file name's prefix."""
+        return self.file.split(".", 1)[0]
+
+
 @dataclass
 class CgroupWrite(Step):
     """Write ``value`` to the cgroupfs file at ``path``."""

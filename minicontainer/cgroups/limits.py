@@ -29,8 +29,8 @@ from typing import Any
 
 from ..errors import InvalidArgument
 
-# Docker rejects memory limits below 6 MiB: a smaller cgroup cannot even start
-# a shell reliably, because the kernel charges page tables and kernel stacks too.
+# The smallest memory limit Docker accepts ("Minimum memory limit allowed is
+# 6MB"); minictr keeps the same floor so that labs move between the two.
 MIN_MEMORY = 6 * 1024 * 1024
 
 # CFS bandwidth control: the kernel rejects a quota below 1 ms
@@ -112,7 +112,7 @@ def online_mems() -> set[int]:
     return _online("/sys/devices/system/node/online", "0")
 
 
-def cpus_to_quota(value: str | int | float | Decimal) -> int:
+def cpus_to_quota(value: str | float | Decimal) -> int:
     """Convert a ``--cpus`` value to a CFS quota in microseconds per 100 ms.
 
     Raises InvalidArgument for malformed, negative, too precise or too small
