@@ -149,7 +149,7 @@ def cli(debug: bool, root: str | None) -> None:
     """minictr: a container runtime built on the Linux kernel, in Python."""
     if debug:
         logging.basicConfig(
-            level=logging.DEBUG, format="minictr: %(message)s", stream=sys.stderr
+            level=logging.DEBUG, format="minictr: %(relativeCreated)6.1fms %(message)s", stream=sys.stderr
         )
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
     if root:

@@ -16,8 +16,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,11 +67,12 @@ def locked(name: str = "containers") -> Iterator[None]:
 
 
 def new_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def random_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+    pick = os.urandom(2)
+    return f"{_ADJECTIVES[pick[0] % len(_ADJECTIVES)]}_{_NOUNS[pick[1] % len(_NOUNS)]}"
 
 
 def validate_name(name: str) -> None:
@@ -130,7 +129,7 @@ def reserve(config: ContainerConfig) -> str:
         else:
             config.name = random_name()
             while config.name in names:
-                config.name = f"{random_name()}_{secrets.token_hex(2)}"
+                config.name = f"{random_name()}_{os.urandom(2).hex()}"
         directory = container_dir(config.id)
         os.mkdir(directory, 0o711)
         for sub in ("upper", "work", "merged"):
@@ -190,6 +189,8 @@ def find(reference: str) -> str:
 
 def remove_dir(container_id: str) -> None:
     """Delete the container's directory; its mounts must be gone already."""
+    import shutil
+
     with locked(f"state-{container_id}"):
         shutil.rmtree(container_dir(container_id), ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):

@@ -118,9 +118,6 @@ _libc.prctl.argtypes = [
 ]
 _libc.syscall.restype = ctypes.c_long
 
-SYS_PIVOT_ROOT = 155  # x86_64 and the generic table differ; see _pivot_root_nr.
-
-
 def _pivot_root_nr() -> int:
     machine = os.uname().machine
     if machine == "x86_64":
