@@ -59,6 +59,10 @@ class Cgroup:
         """Each hierarchy's directory once, v1 controllers first."""
         return list(dict.fromkeys(self.paths.values()))
 
+    def exists(self) -> bool:
+        """Tell whether the cgroup's directory exists in any hierarchy."""
+        return any(os.path.isdir(d) for d in self.directories)
+
     def v1_dir(self, controller: str) -> str | None:
         """The directory in the v1 hierarchy of ``controller``, if it has one."""
         return None if controller == UNIFIED else self.paths.get(controller)

@@ -1,0 +1,1 @@
+"""Command-line options that each kernel subsystem adds to `run` and `create`."""
