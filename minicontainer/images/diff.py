@@ -22,6 +22,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO
 
+from .oci import OCI_LAYER_GZIP
 from .unpack import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX
 
 _CHUNK = 1 << 20
@@ -32,6 +33,7 @@ class LayerBlob:
     digest: str  # sha256 of the compressed blob, as a manifest names it
     diff_id: str  # sha256 of the uncompressed tar, as the image config names it
     size: int  # bytes of the compressed blob
+    media_type: str = OCI_LAYER_GZIP
 
 
 class _DigestingWriter:

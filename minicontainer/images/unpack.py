@@ -157,8 +157,10 @@ class _LayerTree:
         self.bytes_written = 0
         self._directories: list[tuple[list[str], tarfile.TarInfo]] = []
         # The last parent opened, reused while entries stay in one directory.
-        # Replacing or removing a directory drops it, see _remove.
+        # Removing a directory marks it stale, because the removed directory
+        # may be on its path; the descriptor stays open for the current entry.
         self._cached_parent: tuple[tuple[str, ...], int] | None = None
+        self._cache_stale = False
 
     def close(self) -> None:
         self._drop_cache()
@@ -207,11 +209,13 @@ class _LayerTree:
 
     def _parent_fd(self, parts: list[str], entry: str) -> int:
         key = tuple(parts[:-1])
-        if self._cached_parent is not None and self._cached_parent[0] == key:
-            return self._cached_parent[1]
+        cached = self._cached_parent
+        if cached is not None and cached[0] == key and not self._cache_stale:
+            return cached[1]
         fd = self.open_directory(list(key), True, entry)
         self._drop_cache()
         self._cached_parent = (key, fd)
+        self._cache_stale = False
         return fd
 
     def extract(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -260,7 +264,7 @@ class _LayerTree:
         if existing is None:
             return
         if stat.S_ISDIR(existing.st_mode):
-            self._drop_cache()
+            self._cache_stale = True
             shutil.rmtree(name, dir_fd=parent_fd)
         else:
             os.unlink(name, dir_fd=parent_fd)
@@ -278,6 +282,7 @@ class _LayerTree:
             source = archive.extractfile(member)
             if source is not None:
                 shutil.copyfileobj(source, out, _CHUNK)
+            out.flush()  # a write after utime would reset the mtime
             self.bytes_written += member.size
             if self.preserve_owner:
                 os.fchown(fd, member.uid, member.gid)
