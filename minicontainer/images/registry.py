@@ -378,7 +378,7 @@ def pull(
         config = store.read_json(config_descriptor["digest"])
         _fetch_layers(client, reference, manifest, config, store, progress)
         tags = [reference] if reference.digest is None else []
-        return store.add_image(manifest, tags, source_digest=digest)
+        return store.add_image(data, tags, source_digest=digest)
 
 
 def _fetch_layers(

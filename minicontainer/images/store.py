@@ -298,19 +298,28 @@ class ImageStore:
 
     def add_image(
         self,
-        manifest: dict[str, Any],
+        manifest: dict[str, Any] | bytes,
         references: list[Reference],
         source_digest: str = "",
     ) -> Image:
         """Store ``manifest`` (whose blobs must be stored) and tag it.
 
+        An OCI manifest given as bytes is stored as is, so its digest stays
+        the one the registry or archive named it by. A Docker manifest is
+        converted to OCI media types first, which changes its digest, so
+        ``source_digest`` keeps the original for lookups by digest.
+
         Layers are unpacked before the tags are written, so a tagged image
         is always ready to run. Tags that pointed to another image move to
         this one, and that image stays as an untagged image until pruned.
         """
+        if isinstance(manifest, bytes):
+            data = manifest
+            manifest = dict(json.loads(data))
+        else:
+            data = oci.canonical_json(manifest)
         if manifest.get("mediaType") == oci.DOCKER_MANIFEST:
-            manifest = oci.to_oci_manifest(manifest)
-        data = oci.canonical_json(manifest)
+            data = oci.canonical_json(oci.to_oci_manifest(manifest))
         digest = self.add_blob(data)
         image = self._load_image(digest)
         if len(image.diff_ids) != len(image.layers):
@@ -403,6 +412,13 @@ class ImageStore:
                 f"layer {descriptor['digest']} has unsupported media type "
                 f"{descriptor.get('mediaType')!r}"
             )
+        with self.ingest_lock():
+            self._unpack_into(final, descriptor, diff_id, chain_id)
+        return os.path.join(final, "diff")
+
+    def _unpack_into(
+        self, final: str, descriptor: dict[str, Any], diff_id: str, chain_id: str
+    ) -> None:
         temp = tempfile.mkdtemp(prefix=".tmp-", dir=self.layers_dir)
         try:
             diff = os.path.join(temp, "diff")
@@ -432,7 +448,6 @@ class ImageStore:
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        return os.path.join(final, "diff")
 
     def layer_path(self, chain_id: str) -> str:
         """Return the ``diff`` directory of the layer with ``chain_id``."""
@@ -459,7 +474,8 @@ class ImageStore:
             raise ImageError(
                 f"cannot tag with a digest reference {target!r}: give NAME:TAG"
             )
-        return self.add_image(image.manifest, [reference], image.source_digest)
+        manifest = self.read_blob(image.manifest_digest)
+        return self.add_image(manifest, [reference], image.source_digest)
 
     def remove(self, text: str, force: bool = False) -> list[str]:
         """Untag or delete an image as ``rmi`` does; returns the lines to print.
@@ -573,6 +589,8 @@ class ImageStore:
             blobs.update(oci.digest_hex(layer["digest"]) for layer in image.layers)
             layers.update(oci.digest_hex(chain_id) for chain_id in image.chain_ids)
         freed = 0
+        # No ingest holds its lock now, so temporary files are left from a
+        # killed pull or load.
         for name in os.listdir(self.blobs_dir):
             if name not in blobs:
                 path = os.path.join(self.blobs_dir, name)
@@ -580,7 +598,9 @@ class ImageStore:
                 log.debug("delete unreferenced blob %s", name)
                 os.unlink(path)
         for name in os.listdir(self.layers_dir):
-            if name not in layers and not name.startswith(".") and name != "empty":
+            if name.startswith((".tmp-", ".trash-")):
+                shutil.rmtree(os.path.join(self.layers_dir, name), ignore_errors=True)
+            elif name not in layers and name != "empty":
                 freed += self.layer_size("sha256:" + name)
                 log.debug("delete unreferenced layer %s", name)
                 _remove_tree(os.path.join(self.layers_dir, name), self.layers_dir)
