@@ -81,7 +81,7 @@ def prepare(config: ContainerConfig, container_dir: str) -> None:
             os.path.join(container_dir, "config.json"), config.to_dict()
         )
     except BaseException:
-        _undo(created_paths, created_volumes)
+        _undo(created_paths, created_volumes, config.id)
         raise
 
 
@@ -171,7 +171,9 @@ def _prepare_volume(
         ) from exc
 
 
-def _undo(created_paths: list[str], created_volumes: list[str]) -> None:
+def _undo(
+    created_paths: list[str], created_volumes: list[str], container_id: str
+) -> None:
     for path in reversed(created_paths):
         shutil.rmtree(path, ignore_errors=True)
     if not created_volumes:
@@ -179,7 +181,7 @@ def _undo(created_paths: list[str], created_volumes: list[str]) -> None:
     with volumes.locked():
         for name in created_volumes:
             try:
-                volumes.delete_unused(name)
+                volumes.delete_unused(name, ignored_container=container_id)
             except OSError as exc:
                 log.warning("could not remove new volume %s: %s", name, exc)
 
@@ -187,13 +189,13 @@ def _undo(created_paths: list[str], created_volumes: list[str]) -> None:
 def remove_anonymous(config: ContainerConfig) -> None:
     """Delete the anonymous volumes of a removed container, as ``docker run --rm`` does.
 
-    Call it after the container's directory is gone, so that the container
-    no longer counts as a user.
+    A volume that another container also mounts (through --volumes-from) is
+    kept.
     """
     with volumes.locked():
         for entry in config.mounts:
             if entry.get("Type") == "volume" and entry.get("Anonymous"):
-                volumes.delete_unused(entry["Name"])
+                volumes.delete_unused(entry["Name"], ignored_container=config.id)
 
 
 # ---- inside the container's mount namespace, before pivot_root -------------
@@ -205,7 +207,9 @@ def volume_steps(
     """Return the mount steps for ``config.mounts``, parents before children."""
     steps: list[Step] = []
     # Mount /a before /a/b, or the second mount would be hidden by the first.
-    ordered = sorted(config.mounts, key=lambda entry: _depth(entry["Destination"]))
+    ordered = sorted(
+        config.mounts, key=lambda entry: _depth(entry.get("Destination", ""))
+    )
     for entry in ordered:
         if entry["Type"] == "tmpfs":
             steps.append(_tmpfs_step(entry, merged))

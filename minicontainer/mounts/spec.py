@@ -100,7 +100,7 @@ def parse_volume(value: str) -> dict[str, Any]:
         )
     if len(parts) == 1:
         source, target, options = "", parts[0], ""
-    elif len(parts) == 2 and parts[0].startswith("/") and not parts[1].startswith("/"):
+    elif len(parts) == 2 and _is_option_list(parts[1]):
         source, target, options = "", parts[0], parts[1]
     elif len(parts) == 2:
         source, target, options = parts[0], parts[1], ""
@@ -123,6 +123,14 @@ def parse_volume(value: str) -> dict[str, Any]:
     if source:
         validate_volume_name(source)
     return volume_entry(source, destination, read_only, nocopy)
+
+
+VOLUME_OPTIONS = ("ro", "rw", "nocopy", "z", "Z") + PROPAGATIONS
+
+
+def _is_option_list(text: str) -> bool:
+    words = text.split(",")
+    return all(word in VOLUME_OPTIONS + UNSUPPORTED_PROPAGATIONS for word in words)
 
 
 def _parse_volume_options(options: str, value: str) -> tuple[bool, str | None, bool]:

@@ -150,9 +150,13 @@ def _delete(name: str) -> None:
     shutil.rmtree(doomed)
 
 
-def delete_unused(name: str) -> bool:
-    """Delete volume ``name`` if no container uses it; the caller must hold ``locked()``."""
-    if users(name) or not os.path.isdir(volume_dir(name)):
+def delete_unused(name: str, ignored_container: str = "") -> bool:
+    """Delete volume ``name`` unless a container other than ``ignored_container`` uses it.
+
+    Returns whether it was deleted. The caller must hold ``locked()``.
+    """
+    in_use = [cid for cid in users(name) if cid != ignored_container]
+    if in_use or not os.path.isdir(volume_dir(name)):
         return False
     _delete(name)
     return True
