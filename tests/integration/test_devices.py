@@ -1,0 +1,256 @@
+"""Device nodes and device rules on the real kernel, on both cgroup layouts.
+
+The rules are checked by opening nodes: a node made with mknod inside the
+container for numbers nobody allowed fails to open with EPERM, while an
+allowed one opens. /dev/fuse serves as the allowed device because any
+process may open it without a capability. Each layout is also tested alone,
+on a cgroup the test creates: the v1 devices hierarchy, and the cgroup2
+hierarchy with the BPF device program.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from minicontainer.config import ContainerConfig, ProcessConfig
+from minicontainer.devices import apply_rules, bpf
+from minicontainer.devices.rules import STANDARD_RULES, Rule
+
+FUSE = "/dev/fuse"
+V1_DEVICES = "/sys/fs/cgroup/devices"
+
+
+def unified_mount() -> str | None:
+    with open("/proc/self/mountinfo") as file:
+        for line in file:
+            before, _, after = line.partition(" - ")
+            if after.split()[0] == "cgroup2":
+                return before.split()[4]
+    return None
+
+
+needs_fuse = pytest.mark.skipif(
+    not os.path.exists(FUSE), reason="the host has no /dev/fuse to pass in"
+)
+
+
+def shell(minictr, rootfs, *options: str, script: str):
+    return minictr("run", "--rm", *options, str(rootfs), "/bin/sh", "-c", script)
+
+
+# ---------------------------------------------------- through minictr run
+
+
+def test_device_node_numbers_inside(minictr, busybox_rootfs):
+    result = shell(
+        minictr,
+        busybox_rootfs,
+        "--device",
+        "/dev/null:/dev/mynull:rw",
+        script="stat -c '%F %t %T' /dev/mynull; echo data > /dev/mynull && echo written",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "character special file 1 3"
+    assert lines[1] == "written"
+
+
+def test_unlisted_device_open_denied(minictr, busybox_rootfs):
+    # 1:11 is /dev/kmsg, which is not in the standard list.
+    result = shell(
+        minictr,
+        busybox_rootfs,
+        script="mknod /tmp/kmsg c 1 11 && echo made; cat /tmp/kmsg",
+    )
+    assert "made" in result.stdout
+    assert "Operation not permitted" in result.stderr
+
+
+@needs_fuse
+def test_given_device_opens(minictr, busybox_rootfs):
+    result = shell(
+        minictr,
+        busybox_rootfs,
+        "--device",
+        f"{FUSE}:/dev/fuse:rw",
+        script="exec 3<>/dev/fuse && echo opened",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "opened"
+
+
+@needs_fuse
+def test_device_permission_read_only(minictr, busybox_rootfs):
+    result = shell(
+        minictr,
+        busybox_rootfs,
+        "--device",
+        f"{FUSE}:/dev/fuse:r",
+        script="exec 3</dev/fuse && echo read-ok; exec 4>/dev/fuse && echo write-ok",
+    )
+    assert "read-ok" in result.stdout
+    assert "write-ok" not in result.stdout
+    assert "Operation not permitted" in result.stderr
+
+
+@needs_fuse
+def test_device_not_given_is_denied(minictr, busybox_rootfs):
+    numbers = os.stat(FUSE).st_rdev
+    script = (
+        f"mknod /tmp/fuse c {os.major(numbers)} {os.minor(numbers)}"
+        " && exec 3<>/tmp/fuse && echo opened"
+    )
+    denied = shell(minictr, busybox_rootfs, script=script)
+    assert "opened" not in denied.stdout
+    assert "Operation not permitted" in denied.stderr
+    rule = f"c {os.major(numbers)}:{os.minor(numbers)} rw"
+    allowed = shell(
+        minictr, busybox_rootfs, "--device-cgroup-rule", rule, script=script
+    )
+    assert allowed.stdout.strip() == "opened", allowed.stderr
+
+
+def test_missing_device_rejected_before_start(minictr, busybox_rootfs, state_dirs):
+    result = minictr(
+        "run", "--rm", "--device", "/dev/minictr-missing", str(busybox_rootfs), "true"
+    )
+    assert result.returncode == 125
+    assert "/dev/minictr-missing" in result.stderr
+    containers = os.path.join(state_dirs["root"], "containers")
+    assert not os.path.isdir(containers) or not os.listdir(containers)
+
+
+def test_bad_cgroup_rule_rejected(minictr, busybox_rootfs):
+    result = minictr(
+        "run", "--rm", "--device-cgroup-rule", "c 1:3 rx", str(busybox_rootfs), "true"
+    )
+    assert result.returncode == 125
+    assert "'c 1:3 rx'" in result.stderr
+
+
+def test_debug_narrates_rules(minictr, busybox_rootfs):
+    result = minictr(
+        "--debug",
+        "run",
+        "--rm",
+        "--device-cgroup-rule",
+        "c 10:200 rw",
+        str(busybox_rootfs),
+        "true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "device rule: allow c 10:200 rw" in result.stderr
+    assert "device rule: allow c 1:3 rwm" in result.stderr
+
+
+# ---------------------------------------------------- each layout alone
+
+
+@dataclass
+class OneLayoutCgroup:
+    """A cgroup with only a v1 devices directory or only a cgroup2 one."""
+
+    devices: str | None = None
+    unified: str | None = None
+
+    def v1_dir(self, controller: str) -> str | None:
+        return self.devices if controller == "devices" else None
+
+    def unified_dir(self) -> str | None:
+        return self.unified
+
+
+@pytest.fixture
+def own_cgroup():
+    """Make cgroup directories named for the test; remove them afterwards."""
+    made: list[str] = []
+
+    def make(mount_point: str) -> str:
+        path = os.path.join(mount_point, f"minictr-test-{uuid.uuid4().hex[:12]}")
+        os.mkdir(path)
+        made.append(path)
+        return path
+
+    yield make
+    for path in reversed(made):
+        os.rmdir(path)
+
+
+def open_inside(cgroup_dirs: list[str], tmp_path, major: int, minor: int) -> str:
+    """Join the cgroups in a shell, mknod a node and open it; return stderr+stdout."""
+    node = tmp_path / f"node-{major}-{minor}"
+    joins = " ".join(f"echo $$ > {d}/cgroup.procs;" for d in cgroup_dirs)
+    script = f"{joins} mknod {node} c {major} {minor} && exec 3<>{node} && echo opened"
+    result = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=30
+    )
+    return result.stdout + result.stderr
+
+
+def container_config(**devices) -> ContainerConfig:
+    return ContainerConfig(
+        id=uuid.uuid4().hex * 2,
+        name="t",
+        process=ProcessConfig(args=["true"]),
+        devices=devices,
+    )
+
+
+@needs_fuse
+@pytest.mark.skipif(unified_mount() is None, reason="no cgroup2 hierarchy is mounted")
+def test_bpf_program_alone(own_cgroup, tmp_path):
+    directory = own_cgroup(unified_mount())
+    fuse = os.stat(FUSE).st_rdev
+    rules = list(STANDARD_RULES) + [Rule("c", os.major(fuse), os.minor(fuse), "rw")]
+    config = container_config(rules=[rule.to_dict() for rule in rules])
+    apply_rules(config, OneLayoutCgroup(unified=directory))
+    assert len(bpf.attached_program_ids(directory)) == 1
+
+    # The open of the given device works; one not given fails with EPERM.
+    assert "opened" in open_inside(
+        [directory], tmp_path, os.major(fuse), os.minor(fuse)
+    )
+    output = open_inside([directory], tmp_path, 1, 11)
+    assert "Operation not permitted" in output
+    assert "opened" not in output
+
+    assert bpf.detach_all(directory) == 1
+    assert bpf.attached_program_ids(directory) == []
+
+
+@needs_fuse
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(V1_DEVICES, "devices.allow")),
+    reason="the cgroup v1 devices controller is not mounted",
+)
+def test_v1_devices_alone(own_cgroup, tmp_path):
+    directory = own_cgroup(V1_DEVICES)
+    fuse = os.stat(FUSE).st_rdev
+    rules = list(STANDARD_RULES) + [Rule("c", os.major(fuse), os.minor(fuse), "rw")]
+    config = container_config(rules=[rule.to_dict() for rule in rules])
+    apply_rules(config, OneLayoutCgroup(devices=directory))
+    with open(os.path.join(directory, "devices.list")) as file:
+        listed = file.read().split("\n")
+    assert f"c {os.major(fuse)}:{os.minor(fuse)} rw" in listed
+    assert "a *:* rwm" not in listed
+
+    assert "opened" in open_inside(
+        [directory], tmp_path, os.major(fuse), os.minor(fuse)
+    )
+    output = open_inside([directory], tmp_path, 1, 11)
+    assert "Operation not permitted" in output
+    assert "opened" not in output
+
+
+@pytest.mark.skipif(unified_mount() is None, reason="no cgroup2 hierarchy is mounted")
+def test_privileged_attaches_no_program(own_cgroup):
+    directory = own_cgroup(unified_mount())
+    config = container_config()
+    config.privileged = True
+    apply_rules(config, OneLayoutCgroup(unified=directory))
+    assert bpf.attached_program_ids(directory) == []
