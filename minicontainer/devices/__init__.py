@@ -32,7 +32,7 @@ def apply_rules(config: ContainerConfig, cgroup: Any) -> None:
     """
     from . import rules as device_rules
 
-    rules = device_rules.container_rules(config.devices, config.privileged)
+    rules = device_rules.container_rules(config.devices, is_privileged(config))
     for rule in rules:
         log.debug("device rule: %s", rule)
     v1_dir = cgroup.v1_dir("devices")
@@ -47,6 +47,15 @@ def apply_rules(config: ContainerConfig, cgroup: Any) -> None:
             " rules are not enforced",
             config.id[:12],
         )
+
+
+def is_privileged(config: ContainerConfig) -> bool:
+    """Tell whether the container gets every host device (``--privileged``).
+
+    The security options store the flag in ``config.security``; the
+    config's own ``privileged`` field counts as well.
+    """
+    return bool(config.privileged or config.security.get("privileged"))
 
 
 def _attach_program(directory: str, rules: list, required: bool) -> None:

@@ -26,6 +26,7 @@ from ..config import ContainerConfig
 from ..errors import MinictrError
 from ..paths import resolve_in_root
 from ..steps import Callback, MakeDir, MakeNode, Mount, Step, Symlink, WriteFile
+from . import is_privileged
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def node_steps(config: ContainerConfig, merged: str) -> list[Step]:
     """Plan the mknod, mount and linker steps for ``config.devices``."""
     devices = config.devices or {}
     nodes = list(devices.get("nodes", []))
-    if config.privileged:
+    if is_privileged(config):
         from .nodes import host_nodes
 
         nodes = [n for n in host_nodes() if n["path"] not in _RUNTIME_DEV_NAMES] + nodes

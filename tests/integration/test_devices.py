@@ -254,3 +254,16 @@ def test_privileged_attaches_no_program(own_cgroup):
     config.privileged = True
     apply_rules(config, OneLayoutCgroup(unified=directory))
     assert bpf.attached_program_ids(directory) == []
+
+
+def test_privileged_gets_host_devices(minictr, busybox_rootfs):
+    if not os.path.exists("/dev/kmsg"):
+        pytest.skip("the host has no /dev/kmsg")
+    result = shell(
+        minictr,
+        busybox_rootfs,
+        "--privileged",
+        script="stat -c '%t %T' /dev/kmsg; head -c 1 /dev/kmsg > /dev/null && echo read",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1 b", "read"]
