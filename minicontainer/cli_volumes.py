@@ -43,9 +43,7 @@ def create_command(name: str | None, label: tuple[str, ...], driver: str) -> Non
         )
     labels = _parse_labels(label)
     with volumes.locked():
-        metadata, _ = volumes.create(
-            name or secrets.token_hex(32), labels=labels, anonymous=not name
-        )
+        metadata, _ = volumes.create(name or secrets.token_hex(32), labels=labels)
     click.echo(metadata["Name"])
 
 
