@@ -39,7 +39,7 @@ def _require(tool: str) -> None:
         pytest.skip(f"{tool} is not installed: apt-get install the package that has it")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -60,11 +60,12 @@ def _wait_until_serving(host: str, process: subprocess.Popen, log: Path) -> None
     raise RuntimeError(f"docker-registry on {host} did not answer within 30 s")
 
 
-def _start_registry(
-    base: Path, htpasswd: Path | None
+def start_registry(
+    base: Path, htpasswd: Path | None, extra_config: list[str] | None = None
 ) -> tuple[subprocess.Popen, Registry]:
+    """Start docker-registry on a free loopback port; the caller stops it."""
     _require("docker-registry")
-    port = _free_port()
+    port = free_port()
     storage = base / "storage"
     storage.mkdir(parents=True)
     config = [
@@ -75,6 +76,7 @@ def _start_registry(
     ]
     if htpasswd is not None:
         config.append(f"auth: {{htpasswd: {{realm: minictr-test, path: {htpasswd}}}}}")
+    config += extra_config or []
     config_path = base / "config.yml"
     config_path.write_text("\n".join(config) + "\n")
     log = base / "registry.log"
@@ -95,7 +97,7 @@ def _start_registry(
     return process, Registry(host, storage, credentials)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_registry(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -107,9 +109,9 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
     """An anonymous registry on loopback."""
-    process, server = _start_registry(tmp_path_factory.mktemp("registry"), None)
+    process, server = start_registry(tmp_path_factory.mktemp("registry"), None)
     yield server
-    _stop(process)
+    stop_registry(process)
 
 
 @pytest.fixture(scope="session")
@@ -125,9 +127,9 @@ def auth_registry(tmp_path_factory):
         text=True,
     ).stdout
     htpasswd.write_text(output)
-    process, server = _start_registry(base, htpasswd)
+    process, server = start_registry(base, htpasswd)
     yield server
-    _stop(process)
+    stop_registry(process)
 
 
 @pytest.fixture(scope="session")
