@@ -1,0 +1,323 @@
+"""Run a command inside a running container: setns(2) into its namespaces.
+
+A process joins an existing namespace by opening the namespace's file in
+``/proc/PID/ns/`` and calling ``setns()`` on it. The order matters:
+
+- Every file is opened first, because joining the mount namespace changes
+  what ``/proc`` paths lead to.
+- The user namespace goes first when the container has one, because the
+  capabilities needed for the other joins are then those inside it.
+- The mount namespace goes last, since it switches the root directory to
+  the container's, and nothing later needs the host's files.
+- Joining a PID namespace does not move the caller. Only children created
+  afterwards are inside it, so the joining process forks once more and the
+  child execs the command.
+
+The process tree while the command runs::
+
+    minictr exec (on the host, waits for the helper)
+      └─ helper: joins the cgroup and the namespaces, reaps the command
+           └─ the command, inside the container's PID namespace
+
+The helper reaps the command, so neither the container nor the host keeps
+a zombie. It also joins the container's cgroup first, so the command's
+memory and pids count against the container's limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any
+
+from . import errors, lifecycle, process, state, syscalls
+from .config import ContainerConfig
+
+log = logging.getLogger(__name__)
+
+# Join order: user first, mount last. "time" is joined only where it differs.
+JOIN_ORDER = ("user", "ipc", "uts", "net", "cgroup", "pid", "time", "mnt")
+
+
+def namespaces_to_join(pid: int) -> list[str]:
+    """Return the namespaces of ``pid`` that differ from this process's, in join order."""
+    names = []
+    for name in JOIN_ORDER:
+        try:
+            theirs = os.stat(f"/proc/{pid}/ns/{name}").st_ino
+            ours = os.stat(f"/proc/self/ns/{name}").st_ino
+        except FileNotFoundError:
+            continue  # this kernel lacks the namespace type
+        if theirs != ours:
+            names.append(name)
+    return names
+
+
+def open_namespaces(pid: int, start_time: int | None) -> list[tuple[str, int]]:
+    """Open the namespace files of ``pid``; fail if it is not PID 1 any more."""
+    opened = []
+    try:
+        for name in namespaces_to_join(pid):
+            fd = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            opened.append((name, fd))
+    except OSError as exc:
+        _close_all(opened)
+        raise errors.NotFound(
+            f"cannot open the namespaces of pid {pid}: {exc.strerror}"
+        ) from exc
+    # The pid could have been reused between reading the state and the opens.
+    if not lifecycle.process_alive(pid, start_time):
+        _close_all(opened)
+        raise lifecycle.NotRunning(f"process {pid} exited while joining it")
+    return opened
+
+
+def _close_all(opened: list[tuple[str, int]]) -> None:
+    for _, fd in opened:
+        os.close(fd)
+
+
+def exec_in(
+    container_id: str,
+    args: list[str],
+    *,
+    env: list[str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    interactive: bool = False,
+    tty: bool = False,
+    detach: bool = False,
+    stdin: int | None = None,
+    stdout: int = 1,
+    stderr: int = 2,
+    forward_signals: bool = False,
+) -> int:
+    """Run ``args`` in the running container; return its exit code.
+
+    ``env``, ``workdir`` and ``user`` override the container's own. With
+    ``detach`` the command runs in the background and 0 is returned once it
+    has been executed. Raises CommandNotFound (127) or CommandNotExecutable
+    (126) when the command cannot run, NotRunning when the container is not
+    running.
+    """
+    from .runtime import Stdio, install_signal_forwarding
+
+    record = lifecycle.current_state(container_id)
+    if record["status"] == "paused":
+        raise lifecycle.NotRunning(
+            f"container {container_id[:12]} is paused: unpause it first"
+        )
+    if record["status"] != "running":
+        raise lifecycle.NotRunning(f"container {container_id[:12]} is not running")
+    config = state.read_config(container_id)
+    _import_child_modules(config)
+
+    terminal = None
+    if tty:
+        from . import tty as tty_module
+
+        terminal = tty_module.Terminal.open()
+        stdio = Stdio(terminal=terminal.slave)
+    elif detach:
+        null = _dev_null()
+        stdio = Stdio(stdin=None, stdout=null, stderr=null)
+    else:
+        stdio = Stdio(
+            stdin=(0 if stdin is None else stdin) if interactive else stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    namespaces = open_namespaces(record["pid"], record.get("pid_start_time"))
+    request = _Request(config, args, env or [], workdir, user, tty, stdio)
+    try:
+        helper = _fork_helper(record, namespaces, request, detach)
+    finally:
+        _close_all(namespaces)
+        if terminal is not None:
+            terminal.close_slave()
+        if detach and not tty:
+            os.close(stdio.stdout)
+    if detach:
+        return 0
+    if forward_signals:
+        install_signal_forwarding(helper)
+    try:
+        if terminal is not None:
+            return terminal.relay(helper, interactive)
+        return _wait(helper)
+    finally:
+        if terminal is not None:
+            terminal.restore()
+
+
+class _Request:
+    def __init__(
+        self,
+        config: ContainerConfig,
+        args: list[str],
+        env: list[str],
+        workdir: str | None,
+        user: str | None,
+        tty: bool,
+        stdio: Any,
+    ) -> None:
+        self.config = config
+        self.args = args
+        self.env = env
+        self.workdir = workdir
+        self.user = user
+        self.tty = tty
+        self.stdio = stdio
+
+
+def _fork_helper(
+    record: dict[str, Any],
+    namespaces: list[tuple[str, int]],
+    request: _Request,
+    detach: bool,
+) -> int:
+    """Fork the helper; return its pid once the command runs, or raise its error."""
+    from .runtime import _error_from_pipe
+
+    error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:
+        os.close(error_r)
+        if detach and os.fork() != 0:
+            # The helper of a detached command outlives minictr: init reaps it.
+            os._exit(0)
+        _helper_main(record, namespaces, request, error_w)
+    os.close(error_w)
+    try:
+        failure = _error_from_pipe(error_r)
+    finally:
+        os.close(error_r)
+    if failure is not None or detach:
+        _wait(helper)
+    if failure is not None:
+        raise failure
+    return helper
+
+
+def _helper_main(
+    record: dict[str, Any],
+    namespaces: list[tuple[str, int]],
+    request: _Request,
+    error_w: int,
+) -> None:
+    """Join the cgroup and namespaces, fork the command, reap it; never return."""
+    from .runtime import _report_and_exit, _reset_signals
+
+    try:
+        _reset_signals()
+        security = _security_module()
+        if hasattr(security, "harden_joining_process"):
+            security.harden_joining_process()
+        _join_cgroup(record)
+        for name, fd in namespaces:
+            log.debug("setns %s (of pid %d)", name, record["pid"])
+            syscalls.setns(fd)
+            os.close(fd)
+        command = os.fork()
+        if command == 0:
+            _command_main(request, error_w)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach minictr
+        _report_and_exit(error_w, exc)
+    os.close(error_w)
+    if request.stdio.terminal is not None:
+        os.close(request.stdio.terminal)
+    _forward_signals_to(command)
+    os._exit(_wait(command))
+
+
+def _command_main(request: _Request, error_w: int) -> None:
+    """Set up the command's process inside the container and exec it."""
+    from .runtime import _enter_workdir, _report_and_exit, _setup_stdio
+
+    config = request.config
+    try:
+        identity = process.resolve_identity(
+            config.process.user if request.user is None else request.user
+        )
+        env = process.build_env(
+            config.process.env + request.env,
+            identity.home,
+            config.hostname,
+            request.tty,
+        )
+        _enter_workdir(request.workdir or config.process.cwd)
+        _setup_stdio(request.stdio)
+        process.close_other_fds([error_w])
+        security = _security_module()
+        if security is None:
+            process.switch_user(identity)
+        else:
+            security.apply_process(config, identity)
+        log.debug("exec %s", " ".join(request.args))
+        process.exec_command(request.args, env)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach minictr
+        _report_and_exit(error_w, exc)
+
+
+def _join_cgroup(record: dict[str, Any]) -> None:
+    if not record.get("cgroup"):
+        return
+    try:
+        from .cgroups import Cgroup
+    except ImportError:
+        return
+    Cgroup.from_dict(record["cgroup"]).add_process(os.getpid())
+
+
+def _security_module() -> Any:
+    from .runtime import _NO_HOOKS, _optional
+
+    security = _optional("security")
+    return None if security is _NO_HOOKS else security
+
+
+def _import_child_modules(config: ContainerConfig) -> None:
+    """Import what the children use while the host's files are still visible.
+
+    After setns into the mount namespace, an import would search the
+    container's file system instead of the host's. The security module's
+    ``prepare`` imports its submodules and compiles the seccomp filter.
+    """
+    security = _security_module()
+    if security is not None and hasattr(security, "prepare"):
+        security.prepare(config)
+    from . import runtime, tty  # noqa: F401
+
+    try:
+        from . import cgroups  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _forward_signals_to(pid: int) -> None:
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    from .runtime import FORWARDED_SIGNALS
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _dev_null() -> int:
+    return os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
