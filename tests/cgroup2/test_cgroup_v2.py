@@ -1,0 +1,115 @@
+"""Cgroup tests on a pure cgroup v2 kernel, run by scripts/vm.sh.
+
+This module loads the behaviour tests of tests/integration/test_cgroups.py,
+so one set of tests covers both layouts. The host runs them on its own
+layout, which is cgroup v1 on a hybrid CI machine, and this module runs them
+on cgroup v2. The tests below add checks of the v2 files themselves.
+
+    VM_TIMEOUT=900 scripts/vm.sh '.venv/bin/python -m pytest -q tests/cgroup2'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from minicontainer.cgroups import Cgroup, detect, parse_resources
+
+if os.geteuid() != 0 or detect().mode != "v2":
+    pytest.skip(
+        "needs root on a pure cgroup v2 host: run it with scripts/vm.sh",
+        allow_module_level=True,
+    )
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroup_v2]
+
+_SHARED = Path(__file__).parent.parent / "integration" / "test_cgroups.py"
+_spec = importlib.util.spec_from_file_location("cgroup_behaviour", _SHARED)
+assert _spec is not None and _spec.loader is not None
+_behaviour = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _behaviour
+_spec.loader.exec_module(_behaviour)
+# pytest collects the test functions and fixtures found in this module.
+globals().update(
+    {
+        name: value
+        for name, value in vars(_behaviour).items()
+        if name.startswith("test_") or name in ("parent", "make_cgroup")
+    }
+)
+start_in = _behaviour.start_in
+
+
+def read(path: str) -> str:
+    with open(path) as file:
+        return file.read().strip()
+
+
+def test_v2_controllers_enabled_top_down(make_cgroup):
+    group = make_cgroup(
+        parse_resources({"memory": "64m", "cpus": "0.5", "pids_limit": 9})
+    )
+    leaf = group.unified_dir()
+    assert group.paths == {"unified": leaf}
+    parent = os.path.dirname(leaf)
+    root = detect().unified.mount_point
+    for directory in (root, parent):
+        enabled = read(os.path.join(directory, "cgroup.subtree_control")).split()
+        for controller in ("cpu", "memory", "pids"):
+            assert controller in enabled, directory
+    assert read(os.path.join(leaf, "memory.max")) == str(64 * 1024**2)
+    assert read(os.path.join(leaf, "cpu.max")) == "50000 100000"
+    assert read(os.path.join(leaf, "pids.max")) == "9"
+
+
+def test_v2_process_only_in_leaf(make_cgroup):
+    group = make_cgroup()
+    process = start_in(group, "sleep", "30")
+    try:
+        leaf = group.unified_dir()
+        assert read(os.path.join(leaf, "cgroup.procs")) == str(process.pid)
+        # No internal processes: the parent only delegates controllers.
+        assert read(os.path.join(os.path.dirname(leaf), "cgroup.procs")) == ""
+        assert read(f"/proc/{process.pid}/cgroup") == f"0::{group.path}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_v2_oom_counted_in_memory_events(make_cgroup):
+    group = make_cgroup(parse_resources({"memory": "16m"}))
+    hog = start_in(group, "python3", "-c", "data = b'x' * (128 * 1024 * 1024)")
+    assert hog.wait(timeout=120) != 0
+    events = dict(
+        line.split()
+        for line in read(
+            os.path.join(group.unified_dir(), "memory.events")
+        ).splitlines()
+    )
+    assert int(events["oom_kill"]) >= 1
+
+
+def test_v2_destroy_with_cgroup_kill(parent):
+    group = Cgroup.create("killed", parent)
+    process = start_in(group, "sleep", "300")
+    assert os.path.exists(os.path.join(group.unified_dir(), "cgroup.kill"))
+    group.destroy()
+    assert process.wait(timeout=30) == -9
+    assert not group.exists()
+
+
+def test_v2_freeze_reported_in_events(make_cgroup):
+    group = make_cgroup()
+    process = start_in(group, "sleep", "30")
+    try:
+        group.freeze()
+        assert "frozen 1" in read(os.path.join(group.unified_dir(), "cgroup.events"))
+        group.thaw()
+        assert "frozen 0" in read(os.path.join(group.unified_dir(), "cgroup.events"))
+    finally:
+        process.kill()
+        process.wait()
