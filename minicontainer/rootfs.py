@@ -19,7 +19,7 @@ import os
 
 from . import syscalls as sc
 from .config import ContainerConfig
-from .steps import MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink
+from .steps import MakeDir, MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink
 
 # The device nodes every container gets, as Docker and runc create them.
 DEFAULT_DEVICES = [
@@ -130,7 +130,13 @@ def root_steps(
 
 def pivot_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
     """Return the steps from pivot_root to a finished root (read-only, hostname)."""
-    steps: list[Step] = [PivotRoot(os.path.join(container_dir, "merged"))]
+    merged = os.path.join(container_dir, "merged")
+    steps: list[Step] = []
+    if config.process.cwd not in ("", "/"):
+        # Created before pivot_root so that it exists under --read-only too;
+        # resolved inside the root like every other container path.
+        steps.append(MakeDir(config.process.cwd, 0o755, root=merged))
+    steps.append(PivotRoot(merged))
     if config.readonly_rootfs:
         steps.append(Mount(None, "/", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY))
     if "uts" in config.namespaces and config.hostname:

@@ -34,7 +34,7 @@ from typing import Any
 
 from . import errors, process, rootfs, state, syscalls as sc
 from .config import ContainerConfig
-from .steps import LoopbackUp, Mount, SetNs, Step, Unshare, run_all
+from .steps import LoopbackUp, Mount, PivotRoot, SetNs, Step, Unshare, run_all
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,12 @@ class Container:
 
             root_steps += mounts.volume_steps(self.config, self.directory, merged)
         pivot_steps = rootfs.pivot_steps(self.config, self.directory)
-        pivot_steps[1:1] = _optional("security").path_steps(self.config)
+        after_pivot = 1 + next(
+            i for i, step in enumerate(pivot_steps) if isinstance(step, PivotRoot)
+        )
+        pivot_steps[after_pivot:after_pivot] = _optional("security").path_steps(
+            self.config
+        )
 
         log.debug("fork (the first child will create the namespaces)")
         first = os.fork()
@@ -278,6 +283,10 @@ class Container:
                 problems.append(str(exc))
         if remove:
             state.remove_dir(self.config.id)
+            if self.config.mounts:
+                from . import mounts
+
+                mounts.remove_anonymous(self.config)
         for problem in problems:
             log.warning("cleanup of container %s: %s", self.config.id[:12], problem)
 
@@ -390,8 +399,14 @@ def namespace_steps(config: ContainerConfig) -> list[Step]:
     if join_net:
         steps.append(SetNs(join_net))
     steps.append(Unshare(flags))
-    # Mounts made from here on must not propagate back to the host.
-    steps.append(Mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE))
+    # Mounts made from here on must not propagate back to the host. A slave
+    # mount still receives the host's new mounts, which bind mounts with
+    # slave propagation ask for.
+    slave = any(
+        str(m.get("Propagation", "")).endswith("slave") for m in config.mounts
+    )
+    propagation = sc.MS_SLAVE if slave else sc.MS_PRIVATE
+    steps.append(Mount(None, "/", None, sc.MS_REC | propagation))
     if flags & sc.CLONE_NEWNET:
         steps.append(LoopbackUp())
     return steps
