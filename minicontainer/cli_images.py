@@ -75,7 +75,8 @@ def images(quiet: bool, output_format: str) -> None:
             short = row["ID"].removeprefix("sha256:")[:12]
             if short not in seen:
                 seen.append(short)
-        click.echo("\n".join(seen)) if seen else None
+        for short in seen:
+            click.echo(short)
         return
     if output_format == "json":
         for row in rows:
@@ -158,8 +159,8 @@ def image_inspect(names: tuple[str, ...]) -> None:
 def image_prune(all_unused: bool, force: bool) -> None:
     """Remove untagged images that no container uses."""
     if not force:
-        what = "all images without a container" if all_unused else "all untagged images"
-        click.confirm(f"This removes {what}. Continue?", abort=True)
+        scope = "every image without a container" if all_unused else "untagged images"
+        click.confirm(f"This removes {scope}. Continue?", abort=True)
     removed, freed = _store().prune(all_unused=all_unused)
     for image_id in removed:
         click.echo(f"Deleted: {image_id}")

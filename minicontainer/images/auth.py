@@ -105,11 +105,15 @@ def _decode_entry(
             )
         return None
     try:
-        user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+        decoded = base64.b64decode(entry["auth"], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    user, colon, password = decoded.partition(":")
+    if not colon:
         raise AuthenticationError(
-            f"invalid 'auth' value for {registry} in {path}: expected base64 of USER:PASSWORD"
-        ) from exc
+            f"invalid 'auth' value for {registry} in {path}: expected base64 of "
+            "USER:PASSWORD; run 'minictr login' again"
+        )
     return user, password
 
 

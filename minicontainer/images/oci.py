@@ -1,8 +1,8 @@
 """Media types and identifiers from the OCI image spec, and Docker's equivalents.
 
-An OCI image is a tree of content-addressed JSON and tar blobs: an index
-(a list of manifests, one per platform) points to manifests, a manifest
-points to one config and an ordered list of layers, and the config lists the
+An OCI image is a tree of content-addressed JSON and tar blobs. An index (a
+list of manifests, one per platform) points to manifests. A manifest points
+to one config and an ordered list of layers. The config lists the
 ``diff_ids`` (digests of the uncompressed layer tars) and the defaults for a
 container (Entrypoint, Cmd, Env, ...). Docker's schema 2 manifest and manifest
 list have the same shape under other media type names, so they are translated

@@ -1,8 +1,8 @@
 """Image references: ``[REGISTRY/]REPOSITORY[:TAG][@DIGEST]``.
 
-The rules are Docker's, so a name means the same here as in ``docker pull``:
-the first path component is a registry only when it contains a dot or a
-colon or is ``localhost``; otherwise the registry is Docker Hub
+The rules are Docker's, so a name means the same here as in ``docker pull``.
+The first path component is a registry only when it contains a dot or a
+colon or is ``localhost``. Otherwise the registry is Docker Hub
 (``docker.io``), where a one-component name lives under ``library/``. Without
 a tag or a digest the tag is ``latest``. So ``alpine`` is
 ``docker.io/library/alpine:latest``.

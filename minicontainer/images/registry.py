@@ -10,8 +10,8 @@ Authentication follows the challenge in a 401 response's
 ``WWW-Authenticate`` header. ``Basic`` means sending the user and password on
 each request. ``Bearer realm=...,service=...,scope=...`` means asking the
 realm (a token server) for a token, with the credentials if there are any,
-and sending the token instead; that is how Docker Hub and GHCR work, even
-for anonymous pulls.
+and sending the token instead. Docker Hub and GHCR work that way, even for
+anonymous pulls.
 
 Plain HTTP is used only for registries the caller allows, because an
 attacker on the path could otherwise swap the manifest and with it every
@@ -93,7 +93,7 @@ class RegistryClient:
         self._opener = urllib.request.build_opener()
 
     def ping(self) -> None:
-        """Check that the registry answers ``/v2/`` and accepts the credentials."""
+        """Check that the registry serves ``/v2/`` and accepts the credentials."""
         response = self._request(f"{self.base_url}/v2/", scope="")
         response.close()
 
@@ -157,7 +157,7 @@ class RegistryClient:
     def _request(
         self, url: str, scope: str, headers: dict[str, str] | None = None
     ) -> Any:
-        """Send a GET, answering one authentication challenge if the registry sends one."""
+        """Send a GET and handle at most one authentication challenge."""
         import urllib.error
 
         try:

@@ -10,8 +10,9 @@ its config, as in Docker.
 
 ``<root>/layers/CHAIN_HEX/diff`` is each layer unpacked for overlayfs. The
 directory is named by the layer's chain ID, the digest of the layer and of
-every layer below it, so images that share a base share its directories and a
-container's root is an overlay of its image's ``diff`` directories.
+every layer below it. Images that share a base therefore share its
+directories, and a container's root is an overlay of its image's ``diff``
+directories.
 
 Blobs are written to a temporary file, checked against their digest, synced
 and renamed into place, so a crash leaves no blob that looks complete. Layer
@@ -320,15 +321,22 @@ class ImageStore:
             data = oci.canonical_json(manifest)
         if manifest.get("mediaType") == oci.DOCKER_MANIFEST:
             data = oci.canonical_json(oci.to_oci_manifest(manifest))
-        digest = self.add_blob(data)
-        image = self._load_image(digest)
-        if len(image.diff_ids) != len(image.layers):
-            raise ImageError(
-                f"image {digest} is invalid: its config lists {len(image.diff_ids)} "
-                f"layers but its manifest {len(image.layers)}"
-            )
-        self.layer_dirs(image)
+        with self.ingest_lock():
+            digest = self.add_blob(data)
+            image = self._load_image(digest)
+            if len(image.diff_ids) != len(image.layers):
+                raise ImageError(
+                    f"image {digest} is invalid: its config lists "
+                    f"{len(image.diff_ids)} layers but its manifest "
+                    f"{len(image.layers)}"
+                )
+            self.layer_dirs(image)
+            return self._tag_image(image, data, references, source_digest)
 
+    def _tag_image(
+        self, image: Image, data: bytes, references: list[Reference], source_digest: str
+    ) -> Image:
+        digest = image.manifest_digest
         names = sorted({str(r) for r in references})
         with self.index_lock():
             index = self._read_index()

@@ -2,7 +2,7 @@
 
 An image layer is a tar archive of what changed relative to the layers below.
 A deletion is an empty entry named ``.wh.NAME`` (a whiteout), and a directory
-whose lower content must be hidden holds an entry ``.wh..wh..opq``. overlayfs
+whose lower content must be hidden contains an entry ``.wh..wh..opq``. overlayfs
 has its own encoding for both, which this module writes so each unpacked
 layer can be a lowerdir as is: a whiteout is a character device 0/0 and an
 opaque directory carries the extended attribute ``trusted.overlay.opaque=y``
