@@ -68,8 +68,6 @@ def prepare(config: ContainerConfig) -> ProcessPlan:
     Runs on the host. The result is kept in this process, so the forked PID 1
     (or an exec'd process) finds it without importing or reading files.
     """
-    import resource  # noqa: F401 - used by limits.apply_rlimits after pivot_root
-
     from . import capabilities, hygiene, limits  # noqa: F401 - needed after pivot
 
     security = config.security
@@ -94,10 +92,10 @@ def _seccomp_filter(config: ContainerConfig, kept: list[str]) -> bytes | None:
     setting = config.security.get("seccomp", "default")
     if setting == "unconfined" or is_privileged(config):
         return None
-    from . import seccomp
-
     if setting == "default":
         return _default_filter(kept)
+    from . import seccomp
+
     return seccomp.compile_filter(setting["profile"], kept)
 
 
@@ -108,8 +106,6 @@ def _default_filter(kept: list[str]) -> bytes:
     the rest of this package, so the program is stored under the state root,
     named after the capability mask and the source files it was built from.
     """
-    import zlib
-
     from .. import paths
     from . import capabilities
 
@@ -118,8 +114,8 @@ def _default_filter(kept: list[str]) -> bytes:
         os.stat(os.path.join(here, name))
         for name in ("default_profile.py", "seccomp.py", "syscall_table.py")
     ]
-    stamp = zlib.crc32(repr([(s.st_mtime_ns, s.st_size) for s in sources]).encode())
-    name = f"default-{capabilities.mask(kept):x}-{stamp:08x}.bpf"
+    stamp = "-".join(f"{s.st_mtime_ns:x}{s.st_size:x}" for s in sources)
+    name = f"default-{capabilities.mask(kept):x}-{stamp}.bpf"
     cache = os.path.join(paths.state_root(), "seccomp", name)
     try:
         with open(cache, "rb") as f:

@@ -57,6 +57,10 @@ class _CapData(ctypes.Structure):
     ]
 
 
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("soft", ctypes.c_uint64), ("hard", ctypes.c_uint64)]
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
@@ -104,3 +108,18 @@ def load_seccomp_filter(program: bytes) -> None:
     fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0):
         raise _fail(f"prctl(PR_SET_SECCOMP, {len(program) // 8} BPF instructions)")
+
+
+def setrlimit(resource: int, soft: int, hard: int, what: str) -> None:
+    """Call setrlimit(2); ctypes spares importing the ``resource`` extension."""
+    limit = _Rlimit(soft, hard)
+    if _libc.setrlimit(resource, ctypes.byref(limit)) != 0:
+        raise _fail(what)
+
+
+def getrlimit(resource: int) -> tuple[int, int]:
+    """Return the (soft, hard) limit of ``resource`` for this process."""
+    limit = _Rlimit()
+    if _libc.getrlimit(resource, ctypes.byref(limit)) != 0:
+        raise _fail(f"getrlimit({resource})")
+    return limit.soft, limit.hard

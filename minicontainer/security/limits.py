@@ -95,20 +95,20 @@ def _limit_value(text: str, spec: str) -> int:
 
 def apply_rlimits(ulimits: dict[str, list[int]]) -> None:
     """Set each ``name: [soft, hard]`` with setrlimit(2) on this process."""
-    import resource
+    from ..errors import KernelError
+    from . import kernel
 
     for name, (soft, hard) in ulimits.items():
         log.debug("setrlimit RLIMIT_%s soft %s hard %s", name.upper(), soft, hard)
-        soft_value = resource.RLIM_INFINITY if soft == RLIM_INFINITY else soft
-        hard_value = resource.RLIM_INFINITY if hard == RLIM_INFINITY else hard
         try:
-            resource.setrlimit(RLIMITS[name], (soft_value, hard_value))
-        except (OSError, ValueError) as exc:
-            current = resource.getrlimit(RLIMITS[name])[1]
+            kernel.setrlimit(
+                RLIMITS[name], soft, hard, f"setrlimit RLIMIT_{name.upper()}"
+            )
+        except KernelError as exc:
+            current = kernel.getrlimit(RLIMITS[name])[1]
             raise InvalidArgument(
-                f"invalid --ulimit {name}={soft}:{hard}: setrlimit failed ({exc});"
-                f" the hard limit cannot rise above {current} without"
-                " CAP_SYS_RESOURCE"
+                f"invalid --ulimit {name}={soft}:{hard}: {exc}; the hard limit"
+                f" cannot rise above {current} without CAP_SYS_RESOURCE"
             ) from exc
 
 
