@@ -35,6 +35,9 @@ def resolve_for_run(ref: str, root: str | None = None) -> ImageForRun:
 
     store = ImageStore(root)
     image = store.lookup(ref)
+    # NOTE: mount(2) copies overlayfs options into one page (4096 bytes on
+    # x86_64), and each path here is about 90 bytes under the default root,
+    # so an image of more than about 40 layers fails to mount as it is.
     lower_dirs = list(reversed(store.layer_dirs(image)))
     if not lower_dirs:
         # overlayfs needs at least one lowerdir, and an image built FROM

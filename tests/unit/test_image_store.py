@@ -206,3 +206,25 @@ def test_load_rejects_unknown_archive(store, tmp_path):
         tar.add(__file__, arcname="random.py")
     with pytest.raises(ImageError, match="neither"):
         load(store, str(archive))
+
+
+def test_prune_removes_leftovers_of_killed_pull(store, imported):
+    stale_blob = os.path.join(store.blobs_dir, ".tmp-killed")
+    stale_layer = os.path.join(store.layers_dir, ".tmp-killed")
+    with open(stale_blob, "wb") as blob:
+        blob.write(b"half a layer")
+    os.makedirs(os.path.join(stale_layer, "diff"))
+    store.prune()
+    assert not os.path.exists(stale_blob)
+    assert not os.path.exists(stale_layer)
+    assert store.lookup("lab/one:v1").id == imported.id
+
+
+def test_garbage_collection_waits_for_ingest(store, imported):
+    with store.ingest_lock():
+        digest = store.add_blob(b"not referenced by any image yet")
+        assert store.collect_garbage() == 0
+        assert store.has_blob(digest)
+    assert store.collect_garbage() > 0
+    assert not store.has_blob(digest)
+    assert store.lookup("lab/one:v1").id == imported.id
