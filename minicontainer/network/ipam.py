@@ -95,9 +95,12 @@ def list_records() -> list[dict[str, Any]]:
     records = []
     for entry in entries:
         if entry.endswith(".json"):
-            with contextlib.suppress(OSError, ValueError):
-                with open(os.path.join(networks_dir(), entry), encoding="utf-8") as f:
-                    records.append(json.load(f))
+            path = os.path.join(networks_dir(), entry)
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(path, encoding="utf-8") as f,
+            ):
+                records.append(json.load(f))
     return records
 
 
@@ -145,7 +148,7 @@ def check_subnet_free(subnet: ipaddress.IPv4Network) -> None:
                 f"subnet {subnet} overlaps network {record['name']!r}"
                 f" ({record['subnet']}): choose another --subnet"
             )
-    for route in _routes_not_through(bridges | {names.DEFAULT_BRIDGE}):
+    for route in _routes_not_through(bridges | {names.default_bridge()}):
         if route.overlaps(subnet):
             raise Conflict(
                 f"subnet {subnet} overlaps the host route to {route}:"
@@ -155,7 +158,7 @@ def check_subnet_free(subnet: ipaddress.IPv4Network) -> None:
 
 def pick_subnet(candidates: list[str], prefixlen: int | None) -> ipaddress.IPv4Network:
     """Return the first subnet from ``candidates`` (split to ``prefixlen``) that is free."""
-    bridges = {r["bridge"] for r in list_records()} | {names.DEFAULT_BRIDGE}
+    bridges = {r["bridge"] for r in list_records()} | {names.default_bridge()}
     taken = _taken_subnets(bridges)
     for pool in candidates:
         pool_net = ipaddress.IPv4Network(pool)
@@ -214,7 +217,7 @@ def new_record(
         "gateway": str(gateway_addr),
         "bridge": bridge or names.bridge_name(network_id_hex),
         "default": name == DEFAULT_NETWORK,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(),
         "labels": labels or {},
         "leases": {},
     }

@@ -11,17 +11,40 @@ finds the same name, and distinct in practice (13 hex digits are 52 bits).
 from __future__ import annotations
 
 import hashlib
+import os
+
+from .. import paths
 
 IFNAMSIZ = 16
 MAX_IFNAME_BYTES = IFNAMSIZ - 1
 
 DEFAULT_BRIDGE = "minictr0"
+DEFAULT_STATE_ROOT = "/var/lib/minictr"  # the default of paths.state_root()
 BRIDGE_PREFIX = "mcbr"
 VETH_PREFIX = "mcv"
 
 
 def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def root_suffix() -> str:
+    """Return "" for the default state root, else a short hash of the root.
+
+    Bridges and firewall tables of a non-default ``MINICTR_ROOT`` (test
+    suites use private roots) get names of their own, so one root's prune
+    never touches another root's objects.
+    """
+    root = os.path.normpath(paths.state_root())
+    if root == DEFAULT_STATE_ROOT:
+        return ""
+    return _digest(root, 8)
+
+
+def default_bridge() -> str:
+    """Return the default network's bridge: ``minictr0`` for the default root."""
+    suffix = root_suffix()
+    return f"{BRIDGE_PREFIX}{_digest(suffix, 11)}" if suffix else DEFAULT_BRIDGE
 
 
 def bridge_name(network_id: str) -> str:
