@@ -2,7 +2,7 @@
 pull, login and logout.
 
 Each command parses its options and calls one function of
-``minicontainer.images``; only the pull progress display lives here.
+``minicontainer.images``. Only the pull progress display lives here.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ _CHALLENGE_PARAM_RE = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
 
 class Progress(Protocol):
-    """Receives per-layer progress; the CLI draws it, tests may record it."""
+    """A receiver of per-layer download progress, drawn by the CLI."""
 
     def start(self, digest: str, total: int) -> None: ...
 
@@ -98,10 +98,10 @@ class RegistryClient:
         response.close()
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
-        """Fetch a manifest or index; returns (bytes, media type, digest).
+        """Fetch a manifest or index and return (bytes, media type, digest).
 
-        When ``reference`` is a digest the content must hash to it; for a tag
-        it must match the ``Docker-Content-Digest`` header when one is sent.
+        When ``reference`` is a digest, the content must hash to it. For a
+        tag, it must match the ``Docker-Content-Digest`` header if one is sent.
         """
         url = f"{self.base_url}/v2/{repository}/manifests/{reference}"
         response = self._request(

@@ -3,10 +3,11 @@
 An image layer is a tar archive of what changed relative to the layers below.
 A deletion is an empty entry named ``.wh.NAME`` (a whiteout), and a directory
 whose lower content must be hidden contains an entry ``.wh..wh..opq``. overlayfs
-has its own encoding for both, which this module writes so each unpacked
-layer can be a lowerdir as is: a whiteout is a character device 0/0 and an
-opaque directory carries the extended attribute ``trusted.overlay.opaque=y``
-(Documentation/filesystems/overlayfs.rst in the kernel tree).
+has its own encoding for both, and this module writes that encoding so each
+unpacked layer can be a lowerdir as is. In it a whiteout is a character
+device 0/0, and an opaque directory carries the extended attribute
+``trusted.overlay.opaque=y`` (Documentation/filesystems/overlayfs.rst in the
+kernel tree).
 
 Layers come from registries and tarballs that nobody here controls, so every
 entry is created relative to an open directory descriptor: the parent path is
@@ -39,7 +40,7 @@ OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
 # Attributes in this namespace steer overlayfs itself (redirect, metacopy,
-# origin); taking them from an archive would let a layer point into others.
+# origin). Taken from an archive, they would let a layer point into others.
 _OVERLAY_XATTR_PREFIX = "trusted.overlay."
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -385,7 +386,7 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
 def archive_xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     """Return the extended attributes a tar entry carries in its PAX headers.
 
-    GNU tar and Go's archive/tar write ``SCHILY.xattr.NAME``; libarchive
+    GNU tar and Go's archive/tar write ``SCHILY.xattr.NAME``, and libarchive
     writes ``LIBARCHIVE.xattr.NAME`` with a base64 value.
     """
     found: dict[str, bytes] = {}
