@@ -12,6 +12,7 @@ answer EPERM for a GPU that was not given.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -109,7 +110,17 @@ def nvidia_host(tmp_path, monkeypatch) -> Path:
 
 
 def run_sh(minictr, rootfs, *options: str, script: str):
-    return minictr("run", "--rm", *options, str(rootfs), "/bin/sh", "-c", script)
+    return minictr(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        *options,
+        str(rootfs),
+        "/bin/sh",
+        "-c",
+        script,
+    )
 
 
 LIST_NODES = "for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -e $f ] && stat -c '%n %t %T' $f; done"
@@ -227,6 +238,8 @@ def glibc_like_rootfs(tmp_path, busybox_rootfs) -> Path:
 def test_linker_cache_lists_driver(minictr, glibc_like_rootfs, nvidia_host, state_dirs):
     result = minictr(
         "run",
+        "--network",
+        "none",
         "--gpus",
         "all",
         str(glibc_like_rootfs),
@@ -249,11 +262,11 @@ def test_linker_cache_lists_driver(minictr, glibc_like_rootfs, nvidia_host, stat
 def test_inspectable_config_lists_everything(
     minictr, busybox_rootfs, nvidia_host, state_dirs
 ):
-    result = minictr("run", "--gpus", "device=0", str(busybox_rootfs), "true")
+    result = minictr(
+        "run", "--network", "none", "--gpus", "device=0", str(busybox_rootfs), "true"
+    )
     assert result.returncode == 0, result.stderr
     (container,) = (Path(state_dirs["root"]) / "containers").iterdir()
-    import json
-
     config = json.loads((container / "config.json").read_text())
     gpu = config["devices"]["gpu"]
     assert [g["uuid"] for g in gpu["gpus"]] == [GPUS[1][2]]
@@ -275,7 +288,9 @@ def test_host_without_driver(
     empty = tmp_path / "empty-host"
     empty.mkdir()
     monkeypatch.setenv("MINICTR_GPU_HOST_ROOT", str(empty))
-    result = minictr("run", "--rm", "--gpus", "all", str(busybox_rootfs), "true")
+    result = minictr(
+        "run", "--rm", "--network", "none", "--gpus", "all", str(busybox_rootfs), "true"
+    )
     assert result.returncode == 125
     assert "proc/driver/nvidia/version is missing" in result.stderr
     containers = Path(state_dirs["root"]) / "containers"
@@ -285,7 +300,9 @@ def test_host_without_driver(
 def test_host_without_libcuda(minictr, busybox_rootfs, tmp_path, monkeypatch):
     root = build_host(tmp_path / "host", libraries=("libnvidia-ml",))
     monkeypatch.setenv("MINICTR_GPU_HOST_ROOT", str(root))
-    result = minictr("run", "--rm", "--gpus", "all", str(busybox_rootfs), "true")
+    result = minictr(
+        "run", "--rm", "--network", "none", "--gpus", "all", str(busybox_rootfs), "true"
+    )
     assert result.returncode == 125
     assert "libcuda.so is not in the linker cache" in result.stderr
 
@@ -293,12 +310,23 @@ def test_host_without_libcuda(minictr, busybox_rootfs, tmp_path, monkeypatch):
 def test_host_without_nodes(minictr, busybox_rootfs, tmp_path, monkeypatch):
     root = build_host(tmp_path / "host", with_nodes=False)
     monkeypatch.setenv("MINICTR_GPU_HOST_ROOT", str(root))
-    result = minictr("run", "--rm", "--gpus", "all", str(busybox_rootfs), "true")
+    result = minictr(
+        "run", "--rm", "--network", "none", "--gpus", "all", str(busybox_rootfs), "true"
+    )
     assert result.returncode == 125
     assert "has no device node" in result.stderr
 
 
 def test_unknown_gpu_index(minictr, busybox_rootfs, nvidia_host):
-    result = minictr("run", "--rm", "--gpus", "device=5", str(busybox_rootfs), "true")
+    result = minictr(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--gpus",
+        "device=5",
+        str(busybox_rootfs),
+        "true",
+    )
     assert result.returncode == 125
     assert "device=5" in result.stderr
