@@ -152,16 +152,35 @@ def _interface_plan(
 
 
 def _load_or_create(network: str) -> dict[str, Any]:
+    """Load ``network``, creating the default one or picking its subnet anew.
+
+    A network's bridge exists only while a container uses it. Before the
+    bridge comes back, its subnet is checked against the host's routes,
+    which may have changed, and the default network moves to a free subnet
+    if its old one is taken now.
+    """
+    record: dict[str, Any] | None
     try:
-        return ipam.load(network)
+        record = ipam.load(network)
     except NotFound:
         if network != ipam.DEFAULT_NETWORK:
             raise
-    subnet = ipam.pick_subnet(ipam.DEFAULT_SUBNETS, None)
-    record = ipam.new_record(network, subnet, bridge=names.default_bridge())
-    log.debug("default network %s created on %s", network, subnet)
-    ipam.save(record)
+        record = None
+    if record is not None and (record["leases"] or _link_exists(record["bridge"])):
+        return record
+    if record is not None and not record.get("default"):
+        ipam.check_subnet_free(ipaddress.IPv4Network(record["subnet"]), record["name"])
+        return record
+    subnet = ipam.pick_subnet(ipam.DEFAULT_SUBNETS, ipam.DEFAULT_PREFIX, network)
+    if record is None or record["subnet"] != str(subnet):
+        record = ipam.new_record(network, subnet, bridge=names.default_bridge())
+        log.debug("default network %s uses subnet %s", network, subnet)
+        ipam.save(record)
     return record
+
+
+def _link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def _mac_from_address(address: str) -> str:
@@ -179,7 +198,7 @@ def _free_veth_name(container_id: str, network: str) -> str:
     }
     for salt in range(100):
         candidate = names.veth_name(container_id, network, salt)
-        if candidate not in used and not os.path.exists(f"/sys/class/net/{candidate}"):
+        if candidate not in used and not _link_exists(candidate):
             return candidate
     raise Conflict(f"no free interface name for container {container_id[:12]}")
 
@@ -304,7 +323,7 @@ def attach(plan: dict[str, Any], pid: int) -> dict[str, Any]:
         _undo_attach(container_id, done)
         raise
     _record_pid(container_id, pid)
-    return {"container_id": container_id, "host_ifnames": done, "pid": pid}
+    return dict(plan, host_ifnames=done, pid=pid)
 
 
 def _undo_attach(container_id: str, host_ifnames: list[str]) -> None:
@@ -392,6 +411,7 @@ def release(container_id: str) -> dict[str, Any]:
                 networks.add(record["name"])
         for network in networks:
             _refresh_hosts_of_network(network)
+        _remove_unused_bridges(networks)
     log.debug(
         "released container %s: %d leases, %d rules, links %s",
         container_id[:12],
@@ -400,6 +420,23 @@ def release(container_id: str) -> dict[str, Any]:
         links,
     )
     return {"leases": len(held), "rules": rules, "links": links}
+
+
+def _remove_unused_bridges(networks: set[str]) -> None:
+    """Delete the bridge and rules of each of ``networks`` that has no container left.
+
+    The record stays. The caller holds the network lock, so no container
+    is between its lease and its attach. The table goes with the last one.
+    """
+    from . import firewall, netlink
+
+    records = ipam.list_records()
+    for record in records:
+        if record["name"] in networks and not record["leases"]:
+            firewall.remove_network(record)
+            netlink.delete_link(record["bridge"])
+    if not any(record["leases"] for record in records):
+        firewall.delete_table()
 
 
 def published_ports(container_id: str) -> list[dict[str, Any]]:

@@ -35,11 +35,12 @@ NETWORK_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # Names that select a mode and so cannot name a user-defined network.
 RESERVED_NAMES = {"none", "host", "default", "container"}
 
-# Candidates for the default network, then for user-defined networks without
-# --subnet, tried in order; a candidate that overlaps a host route or another
-# network is skipped.
-DEFAULT_SUBNETS = ["10.88.0.0/16", "10.188.0.0/16", "172.30.0.0/16"]
-USER_SUBNET_POOLS = ["10.89.0.0/16", "10.189.0.0/16", "172.31.0.0/16"]
+# Candidates for the default network (a /16 each), then pools that
+# user-defined networks without --subnet take a /24 from. A candidate that
+# overlaps a host route or another network is skipped.
+DEFAULT_SUBNETS = ["10.88.0.0/16", "10.128.0.0/9"]
+DEFAULT_PREFIX = 16
+USER_SUBNET_POOLS = ["10.89.0.0/16", "10.90.0.0/15", "172.31.0.0/16"]
 USER_SUBNET_PREFIX = 24
 
 
@@ -104,13 +105,17 @@ def list_records() -> list[dict[str, Any]]:
     return records
 
 
-def _taken_subnets(own_bridges: set[str]) -> list[ipaddress.IPv4Network]:
+def _taken_subnets(
+    own_bridges: set[str], own: str | None = None
+) -> list[ipaddress.IPv4Network]:
     """Return the subnets in use by other networks and by host routes.
 
     Routes through minictr's own bridges are skipped: those belong to a
     recorded network, or to a bridge whose network is gone.
     """
-    taken = [ipaddress.IPv4Network(r["subnet"]) for r in list_records()]
+    taken = [
+        ipaddress.IPv4Network(r["subnet"]) for r in list_records() if r["name"] != own
+    ]
     return taken + _routes_not_through(own_bridges)
 
 
@@ -139,10 +144,12 @@ def _routes_not_through(bridges: set[str]) -> list[ipaddress.IPv4Network]:
     return routes
 
 
-def check_subnet_free(subnet: ipaddress.IPv4Network) -> None:
-    """Raise Conflict when ``subnet`` overlaps another network or a host route."""
+def check_subnet_free(subnet: ipaddress.IPv4Network, own: str | None = None) -> None:
+    """Raise Conflict when ``subnet`` overlaps a host route or a network but ``own``."""
     bridges = {r["bridge"] for r in list_records()}
     for record in list_records():
+        if record["name"] == own:
+            continue
         if ipaddress.IPv4Network(record["subnet"]).overlaps(subnet):
             raise Conflict(
                 f"subnet {subnet} overlaps network {record['name']!r}"
@@ -156,10 +163,12 @@ def check_subnet_free(subnet: ipaddress.IPv4Network) -> None:
             )
 
 
-def pick_subnet(candidates: list[str], prefixlen: int | None) -> ipaddress.IPv4Network:
+def pick_subnet(
+    candidates: list[str], prefixlen: int | None, own: str | None = None
+) -> ipaddress.IPv4Network:
     """Return the first subnet from ``candidates`` (split to ``prefixlen``) that is free."""
     bridges = {r["bridge"] for r in list_records()} | {names.default_bridge()}
-    taken = _taken_subnets(bridges)
+    taken = _taken_subnets(bridges, own)
     for pool in candidates:
         pool_net = ipaddress.IPv4Network(pool)
         subnets = pool_net.subnets(new_prefix=prefixlen) if prefixlen else [pool_net]
