@@ -11,13 +11,13 @@ a process inside opens or creates (mknod) a device node. The program reads a
     u32 minor
 
 and returns 1 to allow the access or 0 to deny it (the caller gets EPERM).
-See Documentation/bpf/prog_cgroup_device.rst (kernel) and bpf(2).
+The context and the constants are in include/uapi/linux/bpf.h; bpf(2)
+describes the system call.
 
 The program here is assembled from the rule list by hand, a few instructions
-per rule, and loaded with the bpf(2) system call through ctypes. No library is
-used: bcc needs clang and kernel headers at run time, and libbpf's Python
-bindings are not packaged on PyPI, while the program needs six instruction
-kinds. The cgroup keeps a reference to an attached program, so the program
+per rule, and loaded with the bpf(2) system call through ctypes. It needs six
+instruction kinds, so a library would add more than it saves: bcc, for one,
+compiles C with clang at run time and needs kernel headers. The cgroup keeps a reference to an attached program, so the program
 stays attached after its file descriptor is closed, until it is detached or
 the cgroup is removed with rmdir.
 """
@@ -96,7 +96,7 @@ def _rule_block(rule: Rule) -> list[Instruction]:
         checks.append(Instruction(_JMP_JNE_K, dst=2, imm=kind))
     allowed = rule.access_mask
     if allowed != 0b111:
-        # The access passes only if it asks for no bit outside the rule's.
+        # The access passes only if it requests no bit outside the rule's.
         checks.append(Instruction(_ALU32_MOV_X, dst=1, src=3))
         checks.append(Instruction(_ALU32_AND_K, dst=1, imm=~allowed & 0b111))
         checks.append(Instruction(_JMP_JNE_K, dst=1, imm=0))

@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 HOST_ROOT_ENV = "MINICTR_GPU_HOST_ROOT"
 
 # Driver library names (without ".so") and tools, by driver capability, as
-# NVIDIA_DRIVER_CAPABILITIES names them. Lists from the NVIDIA container
-# toolkit's documentation of driver capabilities and the 535 driver's files.
+# NVIDIA_DRIVER_CAPABILITIES names them.
+# NOTE: these lists are not checked against a real driver install by any
+# test here; a library missing from them is not given to the container.
 LIBRARIES = {
     "utility": ("libnvidia-ml", "libnvidia-cfg"),
     "compute": (
@@ -90,7 +91,8 @@ BINARIES = {
 # A container with a capability cannot work without these.
 REQUIRED = {"utility": "libnvidia-ml", "compute": "libcuda"}
 CAPABILITIES = tuple(LIBRARIES)
-# The NVIDIA container toolkit's default when NVIDIA_DRIVER_CAPABILITIES is unset.
+# Used when neither --gpus nor NVIDIA_DRIVER_CAPABILITIES names capabilities,
+# as nerdctl's --gpus does; older NVIDIA runtimes gave "utility" alone.
 DEFAULT_CAPABILITIES = ("compute", "utility")
 
 CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
