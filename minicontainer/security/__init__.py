@@ -71,6 +71,8 @@ def prepare(config: ContainerConfig) -> ProcessPlan:
     from . import capabilities, hygiene, limits  # noqa: F401 - needed after pivot
 
     security = config.security
+    if security.get("userns"):
+        from . import userns  # noqa: F401 - needed after pivot
     kept = capabilities.held(capabilities.resolve(_with_privileged(config)))
     added = [name for name in capabilities.ambient(security, kept) if name in kept]
     plan = ProcessPlan(
@@ -152,6 +154,10 @@ def apply_process(config: ContainerConfig, identity: Identity) -> None:
     plan = _plans.get(config.id) or prepare(config)
     hygiene.check_workdir()
     limits.apply_rlimits(plan.ulimits)
+    if config.security.get("userns"):
+        from . import userns  # imported by prepare, before pivot_root
+
+        userns.enter(config.security["userns"])
     capabilities.drop_bounding(plan.kept)
     capabilities.keep_across_setuid()
     if plan.seccomp_filter is not None and not plan.no_new_privs:
@@ -195,3 +201,19 @@ def sysctl_steps(config: ContainerConfig) -> list[Step]:
 
     mode = config.network.get("mode", "none")
     return limits.sysctl_steps(config.security.get("sysctls") or {}, mode)
+
+
+def prepare_rootfs(config: ContainerConfig, container_dir: str) -> None:
+    """Shift file ownership for ``--userns``; call before the root steps are built.
+
+    Changes ``config.lower_dirs`` for this run. Does nothing without a
+    user namespace.
+    """
+    if not config.security.get("userns"):
+        return
+    from .. import state
+    from . import userns
+
+    userns.prepare_rootfs(config, container_dir)
+    maps = config.security["userns"]
+    state.update_state(config.id, uid_map=maps["uid_map"], gid_map=maps["gid_map"])

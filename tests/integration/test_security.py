@@ -482,3 +482,28 @@ def test_joining_process_exe_readable_without_hardening(busybox_rootfs, state_di
 
 def test_joining_process_exe_hidden_when_hardened(busybox_rootfs, state_dirs):
     assert _exe_access_from_container(busybox_rootfs, state_dirs, True) == "DENIED"
+
+
+def test_userns_root_is_unprivileged_on_host(minictr, busybox_rootfs, state_dirs):
+    result = minictr(
+        "run",
+        "--network",
+        "none",
+        "--userns-map",
+        "100000:65536",
+        str(busybox_rootfs),
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; touch /made-inside; stat -c %u /etc/passwd",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "100000", "65536"]
+    assert lines[2] == "0"  # the image's root-owned files are root's inside
+    [container_dir] = (Path(state_dirs["root"]) / "containers").iterdir()
+    made = container_dir / "upper" / "made-inside"
+    assert made.stat().st_uid == 100000
+    state = json.loads((container_dir / "state.json").read_text())
+    assert state["uid_map"] == [[0, 100000, 65536]]
+    minictr("rm", container_dir.name)
