@@ -164,6 +164,9 @@ class Container:
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         console = os.ttyname(stdio.terminal) if stdio.terminal is not None else None
+        # With --userns, the lower directories are replaced by copies owned
+        # by the container's id range, so this comes before the root steps.
+        _optional("security").prepare_rootfs(self.config, self.directory)
         root_steps = rootfs.root_steps(self.config, self.directory, console)
         merged = os.path.join(self.directory, "merged")
         root_steps += _optional("devices").node_steps(self.config, merged)
