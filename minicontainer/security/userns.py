@@ -9,9 +9,9 @@ user namespace apply only to the objects that namespace owns.
 
 minictr builds the root file system as host root and enters the new user
 namespace last, in PID 1, just before it drops capabilities. Its mount,
-network, IPC and UTS namespaces stay owned by the host's user namespace, so
-the container's root cannot mount, configure interfaces or set the
-hostname even with ``--cap-add``; that is stricter than Docker. Only a
+network, IPC and UTS namespaces stay owned by the host's user namespace.
+So the container's root cannot mount, configure interfaces or set the
+hostname even with ``--cap-add``, which is stricter than Docker. Only a
 process in the parent namespace holding CAP_SETUID may write a map with
 more than one line or foreign ids, so PID 1 forks a helper that stays
 outside and writes PID 1's maps once PID 1 has unshared
@@ -180,9 +180,8 @@ def _shift_tree(source: str, copy: str, uid_map, gid_map) -> None:
 def enter(userns: dict) -> None:
     """Move this process into a new user namespace as its root.
 
-    A helper child stays in the parent namespace and writes the maps; this
-    process then takes uid and gid 0 inside, which are the first ids of the
-    host range.
+    A helper child stays in the parent namespace and writes the maps. This
+    process then takes uid and gid 0 inside, the first ids of the host range.
     """
     from .. import syscalls as sc
 
@@ -198,7 +197,7 @@ def enter(userns: dict) -> None:
     try:
         sc.unshare(sc.CLONE_NEWUSER)
     finally:
-        os.close(go_w)  # an empty read tells the helper to stop waiting
+        os.close(go_w)  # the helper's read returns once the pipe is closed
     _, status = os.waitpid(helper, 0)
     message = os.read(error_r, 4096).decode(errors="replace")
     os.close(error_r)
