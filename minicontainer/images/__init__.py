@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from .diff import LayerBlob
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -110,7 +113,7 @@ def image_env(config: dict[str, Any]) -> list[str]:
     return env
 
 
-def layer_from_upper_dir(upper_dir: str, root: str | None = None) -> Any:
+def layer_from_upper_dir(upper_dir: str, root: str | None = None) -> LayerBlob:
     """Store an overlayfs upper directory as a gzip layer blob.
 
     Whiteouts and opaque directories become OCI whiteout entries. Returns a

@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from ..errors import Conflict, InvalidArgument, NotFound
 from . import oci
+from .diff import LayerBlob, write_layer
 from .errors import DigestMismatch, ImageError
 from .reference import Reference, parse_reference
 from .unpack import unpack_layer_blob
@@ -616,14 +617,12 @@ class ImageStore:
 
     # Images made here (the builder, commit)
 
-    def add_layer_from_dir(self, source_dir: str, *, overlay_upper: bool) -> Any:
+    def add_layer_from_dir(self, source_dir: str, *, overlay_upper: bool) -> LayerBlob:
         """Archive ``source_dir`` into a gzip layer blob; returns its ``LayerBlob``.
 
         Call it inside ``ingest_lock()`` until ``commit_image`` has tagged
         the image, so garbage collection does not take the new blob.
         """
-        from .diff import write_layer
-
         fd, temp_path = tempfile.mkstemp(prefix=".tmp-", dir=self.blobs_dir)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -640,7 +639,7 @@ class ImageStore:
     def commit_image(
         self,
         parent: Image | None,
-        new_layers: list[Any],
+        new_layers: list[LayerBlob],
         config: dict[str, Any],
         history: list[dict[str, Any]],
         references: list[Reference],
