@@ -1,7 +1,7 @@
 """Cgroup tests on a pure cgroup v2 kernel, run by scripts/vm.sh.
 
-This module loads the behaviour tests of tests/integration/test_cgroups.py,
-so one set of tests covers both layouts. The host runs them on its own
+This module loads the tests of tests/integration/test_cgroups.py and
+test_cgroups_run.py, so one set of tests covers both layouts. The host runs them on its own
 layout, which is cgroup v1 on a hybrid CI machine, and this module runs them
 on cgroup v2. The tests below add checks of the v2 files themselves.
 
@@ -27,20 +27,29 @@ if os.geteuid() != 0 or detect().mode != "v2":
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup_v2]
 
-_SHARED = Path(__file__).parent.parent / "integration" / "test_cgroups.py"
-_spec = importlib.util.spec_from_file_location("cgroup_behaviour", _SHARED)
-assert _spec is not None and _spec.loader is not None
-_behaviour = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _behaviour
-_spec.loader.exec_module(_behaviour)
+
+def _load(name: str):
+    """Import tests/integration/NAME.py under its own module name."""
+    path = Path(__file__).parent.parent / "integration" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cgroup_v2_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_behaviour = _load("test_cgroups")
+_through_run = _load("test_cgroups_run")
 # pytest collects the test functions and fixtures found in this module.
-globals().update(
-    {
-        name: value
-        for name, value in vars(_behaviour).items()
-        if name.startswith("test_") or name in ("parent", "make_cgroup")
-    }
-)
+for _module in (_behaviour, _through_run):
+    globals().update(
+        {
+            name: value
+            for name, value in vars(_module).items()
+            if name.startswith("test_") or name in ("parent", "make_cgroup")
+        }
+    )
 start_in = _behaviour.start_in
 
 
