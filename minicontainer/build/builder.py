@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument, MinictrError, NotFound
 from ..images import oci
 from ..images.diff import LayerBlob
 from ..images.reference import parse_reference
@@ -42,7 +42,14 @@ from .files import CopyRequest, copy_into_root, digest_sources, match_sources
 from .ignore import IgnoreMatcher, read_ignore_file
 from .lexer import SubstitutionError, expand_word, split_words
 from .overlay import change_in_overlay, remove_scratch
-from .parser import NO_DEFAULT, Dockerfile, Instruction, Stage, parse
+from .parser import (
+    NO_DEFAULT,
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    Stage,
+    parse,
+)
 from .runstep import RunRequest, run_in_container
 from .stage import StageState, apply_metadata
 
@@ -334,7 +341,12 @@ class Builder:
             self.progress.cached()
         else:
             started = time.monotonic()
-            layer = execute() if execute is not None else None
+            try:
+                layer = execute() if execute is not None else None
+            except DockerfileError:
+                raise
+            except MinictrError as exc:
+                raise instruction.error(str(exc)) from exc
             created = _now()
             self.cache.put(key, layer, created)
             self.progress.done(time.monotonic() - started)
