@@ -128,7 +128,7 @@ class Cgroup:
         return self.paths[controller]
 
     def add_process(self, pid: int) -> None:
-        """Move process ``pid`` (and none of its threads' siblings) into every hierarchy."""
+        """Move process ``pid`` with all its threads into every hierarchy."""
         for directory in self.directories:
             CgroupWrite(os.path.join(directory, "cgroup.procs"), str(pid)).run()
 

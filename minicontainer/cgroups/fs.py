@@ -28,6 +28,10 @@ _WRITE_HINTS = {
     errno.EROFS: "the cgroup file system is mounted read-only",
     errno.ENOSPC: "the cpuset has no CPUs or memory nodes yet",
     errno.EOPNOTSUPP: "the cgroup does not support this operation",
+    errno.EBUSY: (
+        "the cgroup is in use: on cgroup v2 a cgroup with processes of its own"
+        " cannot enable controllers for its children"
+    ),
 }
 
 
