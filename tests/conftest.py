@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-ROOTFS = REPO / "rootfs" / "busybox"
-MINICTR = [sys.executable, "-m", "minicontainer"]
+from support import MINICTR, REPO, ROOTFS
 
 
 def pytest_collection_modifyitems(config, items):
@@ -56,9 +52,3 @@ def minictr(state_dirs, busybox_rootfs):
         return subprocess.run([*MINICTR, *args], timeout=timeout, **kwargs)
 
     return run
-
-
-def mount_table() -> list[str]:
-    """Return the mount points of this process's mount namespace."""
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f]

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import MINICTR, mount_table
+from support import MINICTR, mount_table
 
 NAMESPACES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import mount_table
+from support import mount_table
 
 EROFS_MESSAGE = "Read-only file system"
 

@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import TEST_TAG
+from registry_support import TEST_TAG
 
 SKOPEO_NAME = "course/busybox:1.0"
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import (
+from registry_support import (
     REGISTRY_PASSWORD,
     REGISTRY_USER,
     TEST_TAG,

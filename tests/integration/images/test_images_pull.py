@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import TEST_REPOSITORY, TEST_TAG, skopeo_push
+from registry_support import TEST_REPOSITORY, TEST_TAG, skopeo_push
 from images_layout import changes_layer, deletions_layer, write_blob, write_layout
 
 from minicontainer import syscalls
