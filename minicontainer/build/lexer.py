@@ -28,11 +28,15 @@ class SubstitutionError(InvalidArgument):
 
 
 def split_words(text: str, escape: str = "\\") -> list[str]:
-    """Split ``text`` on white space outside quotes; quotes and escapes stay."""
+    """Split ``text`` on white space outside quotes and ``${...}``.
+
+    Quotes and escape characters stay in the words for ``expand_word``.
+    """
     words: list[str] = []
     current: list[str] = []
     in_word = False
     quote = ""
+    braces = 0  # depth of unquoted ${...}
     i = 0
     while i < len(text):
         char = text[i]
@@ -43,7 +47,7 @@ def split_words(text: str, escape: str = "\\") -> list[str]:
                 i += 1
             elif char == quote:
                 quote = ""
-        elif char.isspace():
+        elif char.isspace() and not braces:
             if in_word:
                 words.append("".join(current))
                 current = []
@@ -56,6 +60,12 @@ def split_words(text: str, escape: str = "\\") -> list[str]:
                 i += 1
             elif char in "'\"":
                 quote = char
+            elif char == "$" and text.startswith("{", i + 1):
+                braces += 1
+                current.append("{")
+                i += 1
+            elif char == "}" and braces:
+                braces -= 1
         i += 1
     if quote:
         raise SubstitutionError(f"unterminated {quote} quote in {text!r}")

@@ -73,3 +73,10 @@ def test_split_words_keeps_quotes():
 
 def test_expand_words_does_not_split_values():
     assert expand_words("$SPACED ${NAME}", ENV) == ["a b", "world"]
+
+
+def test_split_words_keeps_braces_together():
+    assert split_words("A=${B:-x y} C=${D:+${E:-1 2}}") == [
+        "A=${B:-x y}",
+        "C=${D:+${E:-1 2}}",
+    ]
