@@ -135,6 +135,7 @@ def _apply_part(config, part: str, value) -> None:
         config.mounts = value
     elif part == "security":
         config.security = value
+        config.privileged = bool(value.get("privileged", False))
     elif part == "devices":
         config.devices = value
 

@@ -214,17 +214,18 @@ class Container:
             for fd in (error_r, pid_r, go_w):
                 _close_quietly(fd)
         log.debug("exec done: the container's command is running")
+        state.update_state(self.config.id, status="running", started_at=_now())
         return self.pid
 
     def _after_fork(self) -> None:
         """Do the host-side work that needs PID 1 to exist, before its exec."""
+        # The pid is recorded before exec so that a crash from here on leaves
+        # enough for `prune` to find; "running" waits for the exec.
         state.update_state(
             self.config.id,
-            status="running",
             pid=self.pid,
             pid_start_time=process_start_time(self.pid),
             monitor_pid=os.getpid(),
-            started_at=_now(),
         )
         if self.network_plan is not None:
             from . import network
@@ -467,9 +468,11 @@ def _pid1_main(
         env = process.build_env(
             config.process.env, identity.home, config.hostname, config.process.terminal
         )
-        _enter_workdir(config.process.cwd)
         _setup_stdio(stdio)
+        # Closed before chdir, so a descriptor leaked from the host can never
+        # serve as the working directory through /proc/self/fd/N.
         process.close_other_fds([error_w])
+        _enter_workdir(config.process.cwd)
         security = _optional("security")
         if security is _NO_HOOKS:
             process.switch_user(identity)
