@@ -634,9 +634,9 @@ def _check_references(project: Project) -> None:
                     " defined under the top-level networks"
                 )
         for mount in service.volumes:
-            if mount.type == "volume" and mount.source:
-                if mount.source not in project.volumes:
-                    raise ComposeError(
-                        f"invalid {path}.volumes: volume {mount.source!r} is not"
-                        " defined under the top-level volumes"
-                    )
+            named = mount.type == "volume" and mount.source
+            if named and mount.source not in project.volumes:
+                raise ComposeError(
+                    f"invalid {path}.volumes: volume {mount.source!r} is not"
+                    " defined under the top-level volumes"
+                )

@@ -7,7 +7,7 @@ names the key path (``services.web.ports[0]``), and so the service and the
 key. A key that Compose defines but minictr does not implement, and a key
 that Compose does not define at all, give a warning naming the key, because
 silently ignoring a setting would run something other than what the file
-says. Extension keys (``x-...``) are allowed everywhere without a warning.
+describes. Extension keys (``x-...``) are allowed everywhere without a warning.
 """
 
 from __future__ import annotations

@@ -1,0 +1,247 @@
+"""minictr compose on a real kernel: build, start order, names, ports, volumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import MINICTR
+
+PROJECTS = Path(__file__).parent / "compose_projects"
+
+
+def wait_for(condition, timeout: float = 60.0, interval: float = 0.2):
+    """Poll ``condition`` until it returns something true; return that or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {condition.__name__}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def no_firewall_table_left(state_dirs):
+    """Delete the nftables table that the private state root's networks used."""
+    yield
+    subprocess.run(
+        [
+            *MINICTR[:1],
+            "-c",
+            "from minicontainer.network import firewall; firewall.delete_table()",
+        ],
+        check=False,
+    )
+
+
+@pytest.fixture
+def base_image(minictr, busybox_rootfs, tmp_path) -> str:
+    """The sample busybox root imported as an image with a unique name."""
+    name = f"compose-busybox-{uuid.uuid4().hex[:8]}"
+    archive = tmp_path / "busybox.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+    result = minictr("import", str(archive), name)
+    assert result.returncode == 0, result.stderr
+    return name
+
+
+@pytest.fixture
+def shop(tmp_path, minictr, base_image, state_dirs):
+    """The shop project copied to a temporary directory, removed after the test."""
+    directory = tmp_path / "shop"
+    shutil.copytree(PROJECTS / "shop", directory)
+    project = f"shop{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "BASE_IMAGE": base_image,
+        "WEB_PORT": str(free_port()),
+        "GREETING": "hello from compose",
+    }
+
+    def compose(*args: str, timeout: float = 180, **kwargs):
+        return minictr(
+            "compose",
+            "-p",
+            project,
+            *args,
+            cwd=directory,
+            env=env,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    compose.project = project
+    compose.env = env
+    compose.directory = directory
+    yield compose
+    compose("down", "-v")
+
+
+def get_page(port: str) -> str | None:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/cgi-bin/index", timeout=10
+        ) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def network_record(state_dirs, name: str) -> dict | None:
+    path = Path(state_dirs["root"]) / "networks" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def container_dirs(state_dirs) -> list[str]:
+    directory = Path(state_dirs["root"]) / "containers"
+    return sorted(os.listdir(directory)) if directory.exists() else []
+
+
+def test_compose_shop_lifecycle(shop, state_dirs):
+    result = shop("up", "-d")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    project = shop.project
+    db_started = lines.index(f"Container {project}-db-1  Started")
+    web_created = lines.index(f"Container {project}-web-1  Creating")
+    assert db_started < web_created
+
+    ps = shop("ps")
+    assert ps.returncode == 0, ps.stderr
+    assert f"{project}-db-1" in ps.stdout
+    assert "(healthy)" in ps.stdout
+    assert f"127.0.0.1:{shop.env['WEB_PORT']}" in ps.stdout
+
+    def page_with_answers():
+        page = get_page(shop.env["WEB_PORT"])
+        return page if page and "ROWS" in page and "PONG" in page else None
+
+    page = wait_for(page_with_answers)
+    assert "hello from compose" in page
+    assert "db says: ROWS" in page
+    assert "cache says: PONG" in page
+
+    record = network_record(state_dirs, f"{project}_default")
+    assert record is not None
+    veths = [lease["host_ifname"] for lease in record["leases"].values()]
+    assert len(veths) == 3
+    bridge = record["bridge"]
+    assert os.path.exists(f"/sys/class/net/{bridge}")
+
+    written = shop("exec", "-T", "web", "sh", "-c", "echo kept > /data/marker")
+    assert written.returncode == 0, written.stderr
+    logs = shop("logs", "db")
+    assert f"{project}-db-1  | GET" in logs.stdout
+
+    down = shop("down")
+    assert down.returncode == 0, down.stderr
+    assert container_dirs(state_dirs) == []
+    assert network_record(state_dirs, f"{project}_default") is None
+    assert (Path(state_dirs["root"]) / "volumes" / f"{project}_data").is_dir()
+
+    again = shop("up", "-d")
+    assert again.returncode == 0, again.stderr
+    kept = shop("exec", "-T", "web", "cat", "/data/marker")
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout == "kept\n"
+    record = network_record(state_dirs, f"{project}_default")
+    veths += [lease["host_ifname"] for lease in record["leases"].values()]
+
+    gone = shop("down", "-v")
+    assert gone.returncode == 0, gone.stderr
+    assert container_dirs(state_dirs) == []
+    assert network_record(state_dirs, f"{project}_default") is None
+    assert not (Path(state_dirs["root"]) / "volumes" / f"{project}_data").exists()
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    for veth in veths:
+        assert not os.path.exists(f"/sys/class/net/{veth}"), veth
+    assert not (Path(state_dirs["root"]) / "compose" / project).exists()
+    assert get_page(shop.env["WEB_PORT"]) is None
+
+
+def test_compose_foreground_up_stops_on_ctrl_c(shop, state_dirs):
+    built = shop("build")
+    assert built.returncode == 0, built.stderr
+    process = subprocess.Popen(
+        [*MINICTR, "compose", "-p", shop.project, "up"],
+        cwd=shop.directory,
+        env=shop.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: get_page(shop.env["WEB_PORT"]), timeout=120)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "Gracefully stopping" in stderr
+    assert f"{shop.project}-db-1" in stdout + stderr
+    ps = shop("ps", "-a")
+    assert ps.stdout.count("Exited") == 3, ps.stdout
+
+
+def test_compose_reports_unhealthy_dependency(tmp_path, minictr, base_image):
+    (tmp_path / "compose.yaml").write_text(
+        f"""
+services:
+  web:
+    image: {base_image}
+    command: ["sleep", "60"]
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: {base_image}
+    command: ["sleep", "60"]
+    stop_signal: SIGKILL
+    healthcheck: {{test: ["CMD", "false"], interval: 200ms, retries: 2}}
+"""
+    )
+    project = f"sick{uuid.uuid4().hex[:8]}"
+    try:
+        result = minictr("compose", "-p", project, "up", "-d", cwd=tmp_path)
+        assert result.returncode != 0
+        assert "service web depends on db" in result.stderr
+        assert "unhealthy" in result.stderr
+        assert f"{project}-web-1" not in result.stderr
+    finally:
+        minictr("compose", "-p", project, "down", "-v", cwd=tmp_path)
+
+
+def test_compose_cycle_fails_before_anything_starts(tmp_path, minictr, state_dirs):
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  a: {image: busybox, depends_on: [b]}\n"
+        "  b: {image: busybox, depends_on: [a]}\n"
+    )
+    result = minictr("compose", "up", "-d", cwd=tmp_path)
+    assert result.returncode == 125
+    assert "dependency cycle" in result.stderr
+    assert container_dirs(state_dirs) == []
+    assert not (Path(state_dirs["root"]) / "networks").exists() or not any(
+        name.startswith(tmp_path.name.lower())
+        for name in os.listdir(Path(state_dirs["root"]) / "networks")
+    )
