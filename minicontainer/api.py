@@ -23,7 +23,7 @@ from typing import Any
 
 from . import lifecycle, state
 
-__all__ = ["Container", "ExecResult", "get", "run"]
+__all__ = ["Container", "ExecFailed", "ExecResult", "create", "get", "run"]
 
 
 @dataclass

@@ -184,9 +184,13 @@ def _fork_helper(
     helper = os.fork()
     if helper == 0:
         os.close(error_r)
-        if detach and os.fork() != 0:
-            # The helper of a detached command outlives minictr: init reaps it.
-            os._exit(0)
+        if detach:
+            if os.fork() != 0:
+                # The helper of a detached command outlives minictr: init reaps it.
+                os._exit(0)
+            # Holding the caller's stdout would keep a reader of it waiting.
+            for fd in (0, 1, 2):
+                os.dup2(request.stdio.stdout, fd)
         _helper_main(record, namespaces, request, error_w)
     os.close(error_w)
     try:

@@ -73,6 +73,8 @@ def status_text(record: dict[str, Any], now: float | None = None) -> str:
         return text
     if status == "exited":
         code = record.get("exit_code")
+        if code is None and record.get("monitor_alive"):
+            return "Exiting"  # the monitor is recording the exit
         if code is None:
             return "Exited (unknown)"
         finished = parse_time(record.get("finished_at"))

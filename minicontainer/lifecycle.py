@@ -112,7 +112,8 @@ def current_state(container_id: str) -> dict[str, Any]:
 
     Adds ``monitor_alive``. A ``running`` or ``paused`` container whose PID 1
     is gone becomes ``exited``, with the watcher's exit code when it wrote
-    one and ``exit_code`` None (unknown) when nothing recorded the exit.
+    one. Otherwise ``exit_code`` is None: unknown when the monitor is gone,
+    and not written yet while ``monitor_alive`` is true.
     """
     record = state.read_state(container_id)
     record["monitor_alive"] = _monitor_alive(record)
@@ -466,9 +467,11 @@ def wait(container_id: str, timeout: float | None = None) -> int:
     while True:
         if os.path.isdir(state.container_dir(container_id)):
             record = current_state(container_id)
-            if record["status"] == "exited":
-                code = record.get("exit_code")
-                return -1 if code is None else code
+            code = record.get("exit_code")
+            if record["status"] == "exited" and code is not None:
+                return code
+            if record["status"] == "exited" and not record["monitor_alive"]:
+                return -1  # nothing recorded the exit
         elif os.path.exists(kept):
             return int(state.read_json(kept))
         else:

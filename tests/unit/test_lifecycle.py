@@ -1,0 +1,244 @@
+"""Unit tests of container status, the watcher and the text formats.
+
+They use real processes of the test itself and state under tmp_path; no
+root and no namespaces are needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from minicontainer import inspection, lifecycle, monitor, state
+from minicontainer.config import ContainerConfig, ProcessConfig
+from minicontainer.errors import InvalidArgument
+
+
+@pytest.fixture
+def state_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINICTR_ROOT", str(tmp_path / "root"))
+    monkeypatch.setenv("MINICTR_RUN", str(tmp_path / "run"))
+    return tmp_path
+
+
+def _record(tmp_path, **fields) -> str:
+    config = ContainerConfig(
+        id=state.new_id(), name="", process=ProcessConfig(args=["sleep", "1"])
+    )
+    state.reserve(config)
+    state.write_state(config.id, fields)
+    return config.id
+
+
+def _zombie() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    while not lifecycle._stat_fields(pid)[0] == b"Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return pid
+
+
+def test_process_alive_checks_start_time():
+    me = os.getpid()
+    start = lifecycle.process_start_time(me)
+    assert lifecycle.process_alive(me, start)
+    assert not lifecycle.process_alive(me, start + 1)
+    assert lifecycle.process_alive(me, None)
+
+
+def test_zombie_is_not_alive():
+    pid = _zombie()
+    try:
+        assert not lifecycle.process_alive(pid, None)
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_running_with_reused_pid_is_exited(state_root):
+    me = os.getpid()
+    cid = _record(
+        state_root,
+        status="running",
+        pid=me,
+        pid_start_time=lifecycle.process_start_time(me) + 1,
+    )
+    record = lifecycle.current_state(cid)
+    assert record["status"] == "exited"
+    assert record["exit_code"] is None
+    assert inspection.status_text(record) == "Exited (unknown)"
+
+
+def test_running_with_live_pid_stays_running(state_root):
+    me = os.getpid()
+    cid = _record(
+        state_root,
+        status="running",
+        pid=me,
+        pid_start_time=lifecycle.process_start_time(me),
+        monitor_pid=me,
+        monitor_start_time=lifecycle.process_start_time(me),
+        started_at="2024-01-01T00:00:00.000000000Z",
+    )
+    record = lifecycle.current_state(cid)
+    assert record["status"] == "running"
+    assert record["monitor_alive"]
+    assert not lifecycle.is_leftover(record)
+
+
+def test_exit_file_gives_exit_code(state_root):
+    pid = _zombie()
+    os.waitpid(pid, 0)
+    cid = _record(state_root, status="running", pid=pid, pid_start_time=1)
+    monitor.write_exit_file(state.container_dir(cid), 137, time.time())
+    record = lifecycle.current_state(cid)
+    assert record["status"] == "exited"
+    assert record["exit_code"] == 137
+
+
+def test_dead_monitor_makes_running_leftover(state_root):
+    me = os.getpid()
+    cid = _record(
+        state_root,
+        status="running",
+        pid=me,
+        pid_start_time=lifecycle.process_start_time(me),
+        monitor_pid=me,
+        monitor_start_time=lifecycle.process_start_time(me) + 1,
+    )
+    record = lifecycle.current_state(cid)
+    assert record["status"] == "running"
+    assert not record["monitor_alive"]
+    assert lifecycle.is_leftover(record)
+    assert "(monitor lost)" in inspection.status_text(record)
+
+
+def test_clean_exit_is_not_leftover(state_root):
+    cid = _record(state_root, status="exited", exit_code=0, monitor_pid=0, cgroup=None)
+    assert not lifecycle.is_leftover(lifecycle.current_state(cid))
+
+
+def test_created_is_not_leftover(state_root):
+    cid = _record(state_root, status="created")
+    assert not lifecycle.is_leftover(lifecycle.current_state(cid))
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [("SIGTERM", 15), ("term", 15), ("KILL", 9), ("10", 10), (2, 2)],
+)
+def test_parse_signal(value, number):
+    assert lifecycle.parse_signal(value) == number
+
+
+@pytest.mark.parametrize("value", ["SIGNOPE", "0", "999", ""])
+def test_parse_signal_rejects(value):
+    with pytest.raises(InvalidArgument):
+        lifecycle.parse_signal(value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.2, "Less than a second"),
+        (1.5, "1 second"),
+        (42, "42 seconds"),
+        (90, "About a minute"),
+        (600, "10 minutes"),
+        (5400, "About an hour"),
+        (3 * 3600, "3 hours"),
+        (3 * 86400, "3 days"),
+    ],
+)
+def test_human_duration(seconds, text):
+    assert inspection.human_duration(seconds) == text
+
+
+def test_status_text_of_exit():
+    record = {
+        "status": "exited",
+        "exit_code": 137,
+        "finished_at": "2024-01-01T00:00:00.5Z",
+    }
+    now = inspection.parse_time("2024-01-01T00:00:05.5Z")
+    assert inspection.status_text(record, now) == "Exited (137) 5 seconds ago"
+
+
+def test_status_text_of_paused():
+    record = {
+        "status": "paused",
+        "started_at": "2024-01-01T00:00:00Z",
+        "monitor_alive": True,
+    }
+    now = inspection.parse_time("2024-01-01T00:00:03Z")
+    assert inspection.status_text(record, now) == "Up 3 seconds (Paused)"
+
+
+def test_render_template_and_path():
+    document = {"State": {"Pid": 42, "Running": True}, "Config": {"name": "x"}}
+    assert inspection.render("{{.State.Pid}}", document) == "42"
+    assert inspection.render("{{ .State.Running }}", document) == "true"
+    assert inspection.render("{{json .Config}}", document) == '{"name": "x"}'
+    assert inspection.render("State.Pid", document) == "42"
+    with pytest.raises(InvalidArgument):
+        inspection.render("{{.State.Nope}}", document)
+
+
+def test_log_entry_is_json():
+    line = monitor.log_entry("stderr", 'quote " and é\n'.encode(), 0.25)
+    entry = json.loads(line)
+    assert entry == {
+        "log": 'quote " and é\n',
+        "stream": "stderr",
+        "time": "1970-01-01T00:00:00.250000000Z",
+    }
+
+
+def test_watcher_logs_and_reaps_child(tmp_path):
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(out_w, b"one\ntwo")
+        os.write(err_w, b"oops\n")
+        os.write(out_w, b" halves\nno newline")
+        os._exit(3)
+    os.close(out_w)
+    os.close(err_w)
+    exit_code, _ = monitor.watch(str(tmp_path), child, out_r, err_r)
+    assert exit_code == 3
+    with open(tmp_path / monitor.LOG_FILE) as f:
+        entries = [json.loads(line) for line in f]
+    stdout = [e["log"] for e in entries if e["stream"] == "stdout"]
+    stderr = [e["log"] for e in entries if e["stream"] == "stderr"]
+    assert stdout == ["one\n", "two halves\n", "no newline"]
+    assert stderr == ["oops\n"]
+
+
+def test_watcher_reports_signal_as_128_plus_n(tmp_path):
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.close(out_w)
+    os.close(err_w)
+    exit_code, _ = monitor.watch(str(tmp_path), child, out_r, err_r)
+    assert exit_code == 137
+
+
+def test_read_logs_tail(state_root):
+    cid = _record(state_root, status="exited", exit_code=0)
+    path = os.path.join(state.container_dir(cid), lifecycle.LOG_FILE)
+    with open(path, "wb") as f:
+        for i in range(5):
+            f.write(monitor.log_entry("stdout", f"{i}\n".encode(), 0))
+    assert [e["log"] for e in inspection.read_logs(cid, tail=2)] == ["3\n", "4\n"]
+    assert len(list(inspection.read_logs(cid))) == 5
+    assert list(inspection.read_logs(cid, tail=0)) == []
