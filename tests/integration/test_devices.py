@@ -205,13 +205,25 @@ def own_cgroup():
 
 
 def open_inside(cgroup_dirs: list[str], tmp_path, major: int, minor: int) -> str:
-    """Join the cgroups in a shell, mknod a node and open it; return stderr+stdout."""
-    node = tmp_path / f"node-{major}-{minor}"
+    """Join the cgroups in a shell, mknod a node and open it; return stdout+stderr.
+
+    The node is made on a tmpfs mounted in a private mount namespace, because
+    the test's temporary directory may be on a nodev mount (as in the VM).
+    """
+    directory = tmp_path / f"dev-{major}-{minor}"
+    directory.mkdir(exist_ok=True)
+    node = directory / "node"
     joins = " ".join(f"echo $$ > {d}/cgroup.procs;" for d in cgroup_dirs)
-    open_it = OPEN_FOR_WRITE.format(path=node)
-    script = f"{joins} rm -f {node}; mknod {node} c {major} {minor} && {open_it}"
+    inner = (
+        f"mount -t tmpfs tmpfs {directory} && mknod {node} c {major} {minor}"
+        f" && {OPEN_FOR_WRITE.format(path=node)}"
+    )
     result = subprocess.run(
-        ["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False
+        ["sh", "-c", f"{joins} exec unshare -m sh -c '{inner}'"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     return result.stdout + result.stderr
 
@@ -238,7 +250,7 @@ def test_bpf_program_alone(own_cgroup, tmp_path):
     apply_rules(kmsg_config(with_kmsg=True), OneLayoutCgroup(unified=directory))
     assert len(bpf.attached_program_ids(directory)) == 1
     output = open_inside([directory], tmp_path, KMSG_MAJOR, KMSG_MINOR)
-    assert "opened" in output
+    assert "opened" in output, output
 
     # The same open fails once the program no longer allows the device.
     assert bpf.detach_all(directory) == 1
@@ -263,7 +275,7 @@ def test_v1_devices_alone(own_cgroup, tmp_path):
     assert f"c {KMSG_MAJOR}:{KMSG_MINOR} w" in listed
     assert "a *:* rwm" not in listed
     output = open_inside([directory], tmp_path, KMSG_MAJOR, KMSG_MINOR)
-    assert "opened" in output
+    assert "opened" in output, output
 
     # Applying the rules again starts from deny-all, so the device is gone.
     apply_rules(kmsg_config(with_kmsg=False), OneLayoutCgroup(devices=directory))
