@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -90,6 +92,16 @@ def test_app_image_builds_and_runs(minictr, app_context, state_dirs, tmp_path):
     assert saved.returncode == 0, saved.stderr
     with tarfile.open(archive) as tar:
         assert "index.json" in tar.getnames()
+    if shutil.which("skopeo"):
+        seen = subprocess.run(
+            ["skopeo", "inspect", f"oci-archive:{archive}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert seen.returncode == 0, seen.stderr
+        assert len(json.loads(seen.stdout)["Layers"]) == 4
 
 
 def test_app_image_config_and_layers(minictr, app_context):
