@@ -14,7 +14,7 @@ ROOTFS := rootfs/busybox
 # and qemu for the cgroup v2 tests.
 APT_PACKAGES := python3 python3-venv python3-dev gcc libcap-dev busybox-static \
 	iproute2 nftables iptables runc crun skopeo umoci docker-registry \
-	apache2-utils qemu-system-x86 xz-utils cpio kmod procps
+	apache2-utils openssl qemu-system-x86 xz-utils cpio kmod procps
 
 .PHONY: help check-root setup packages venv rootfs install demo test test-host \
 	test-unit test-cgroup-v2 bench lint clean

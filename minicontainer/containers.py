@@ -122,7 +122,11 @@ def build_config(
     image_config = image_config or {}
     args = _command_for(command, entrypoint, image_config)
 
-    environment: list[str] = list(image_config.get("Env") or [])
+    environment: list[str] = []
+    if image_config:
+        from .images import image_env
+
+        environment = list(image_env(image_config))
     for path in env_files or []:
         environment += read_env_file(path)
     environment += parse_env(env or [])
