@@ -215,6 +215,7 @@ def _helper_main(
 
     try:
         _reset_signals()
+        _close_inherited_fds(namespaces, request.stdio, error_w)
         security = _security_module()
         if hasattr(security, "harden_joining_process"):
             security.harden_joining_process()
@@ -233,6 +234,19 @@ def _helper_main(
         os.close(request.stdio.terminal)
     _forward_signals_to(command)
     os._exit(_wait(command))
+
+
+def _close_inherited_fds(
+    namespaces: list[tuple[str, int]], stdio: Any, error_w: int
+) -> None:
+    """Close what the caller had open, such as its end of the command's stdin.
+
+    A helper that kept the write end of the command's stdin pipe would stop
+    the command from ever reading EOF.
+    """
+    keep = [fd for _, fd in namespaces] + [error_w]
+    keep += [stdio.stdin, stdio.stdout, stdio.stderr, stdio.terminal]
+    process.close_other_fds([fd for fd in keep if fd is not None])
 
 
 def _command_main(request: _Request, error_w: int) -> None:
