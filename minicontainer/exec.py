@@ -123,11 +123,9 @@ def exec_in(
         null = _dev_null()
         stdio = Stdio(stdin=None, stdout=null, stderr=null)
     else:
-        stdio = Stdio(
-            stdin=(0 if stdin is None else stdin) if interactive else stdin,
-            stdout=stdout,
-            stderr=stderr,
-        )
+        if interactive and stdin is None:
+            stdin = 0  # the caller's own stdin
+        stdio = Stdio(stdin=stdin, stdout=stdout, stderr=stderr)
     namespaces = open_namespaces(record["pid"], record.get("pid_start_time"))
     request = _Request(config, args, env or [], workdir, user, tty, stdio)
     try:

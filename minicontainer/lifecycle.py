@@ -238,7 +238,7 @@ def _monitor_main(config: ContainerConfig, ready_w: int) -> None:
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
         _start_and_watch(config, ready_w)
-    except BaseException:  # noqa: BLE001 - a daemon has nobody to report to
+    except BaseException:  # a daemon has nobody to report to but its log
         log.exception("monitor of container %s failed", config.id[:12])
         os._exit(1)
 
@@ -259,7 +259,7 @@ def _start_and_watch(config: ContainerConfig, ready_w: int | None) -> None:
     try:
         container.prepare()
         container.start(Stdio(stdin=None, stdout=out_w, stderr=err_w))
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - reported to the waiting command
         container.teardown(remove=False)
         state.update_state(
             config.id, status="created", pid=0, monitor_pid=0, cgroup=None

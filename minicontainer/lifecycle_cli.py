@@ -172,7 +172,8 @@ def exec_command(
     user: str | None,
 ) -> None:
     """Run COMMAND inside a running container; exit with its status."""
-    from . import exec as container_exec, state
+    from . import exec as container_exec
+    from . import state
     from .containers import parse_env, validate_workdir
 
     if workdir is not None:
