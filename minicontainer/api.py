@@ -93,6 +93,16 @@ class Container:
         """The container's ``Cgroup`` object (``minicontainer.cgroups``), or None."""
         return lifecycle._cgroup_of(self.state)
 
+    def stats(self) -> dict[str, Any]:
+        """Return one reading of memory, CPU time, pids and I/O from the cgroup.
+
+        The same numbers as ``minictr stats``, without the CPU percentage,
+        which needs two readings (see ``minicontainer.stats.cpu_percent``).
+        """
+        from . import stats
+
+        return stats.sample(self.id)
+
     def inspect(self) -> dict[str, Any]:
         """Return the same document as ``minictr inspect``."""
         from .inspection import inspect

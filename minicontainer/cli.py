@@ -182,6 +182,7 @@ def run(rootfs: str, command: tuple[str, ...], detach: bool, **kwargs) -> None:
 def _register_optional_groups() -> None:
     for module_name in (
         "lifecycle_cli",
+        "cli_stats",
         "cli_network",
         "cli_images",
         "cli_volumes",

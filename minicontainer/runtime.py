@@ -226,6 +226,7 @@ class Container:
             pid=self.pid,
             pid_start_time=process_start_time(self.pid),
             monitor_pid=os.getpid(),
+            monitor_start_time=process_start_time(os.getpid()),
         )
         if self.network_plan is not None:
             from . import network
