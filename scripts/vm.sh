@@ -8,9 +8,11 @@
 # cgroup2 on /sys/fs/cgroup with the cpu, cpuset, io, memory and pids
 # controllers enabled at the root. It sees the host's whole file system: "/"
 # is shared read-only over 9p with a tmpfs overlay on top, so writes vanish
-# at power-off, and /tmp, /var/tmp and /run are fresh tmpfs mounts (overlayfs
-# refuses an upper directory on an overlay or on 9p). The exported environment
-# comes along, except that MINICTR_ROOT is set to /tmp/minictr. COMMAND's
+# at power-off. /run, /var/lib/minictr, /tmp and /var/tmp are fresh tmpfs
+# mounts (overlayfs refuses an upper directory on an overlay or on 9p), except
+# that /tmp or /var/tmp stays the host's when the current directory is below
+# it, and TMPDIR then points at the other. The exported environment comes
+# along, except that MINICTR_ROOT is set to /var/lib/minictr. COMMAND's
 # stdout and stderr arrive merged on this script's stdout, and the script
 # exits with COMMAND's status: 124 on timeout, 255 if the VM failed first.
 #
@@ -166,8 +168,14 @@ mkdir -p $R/run/vm/control
 cp /bin/busybox /guest-run $R/run/vm/
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 control $R/run/vm/control ||
     die "cannot mount the control directory"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmp $R/tmp
-mount -t tmpfs -o mode=1777,nosuid,nodev var-tmp $R/var/tmp
+# Scratch space on tmpfs, because an overlayfs upper directory cannot live on
+# the overlay root. A fresh /tmp would hide a checkout that lives under /tmp,
+# so each of /tmp and /var/tmp stays the host's when the command runs below it.
+. $R/run/vm/control/settings
+case "$WORKDIR/" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777,nosuid,nodev tmp $R/tmp ;; esac
+case "$WORKDIR/" in /var/tmp/*) ;; *) mount -t tmpfs -o mode=1777,nosuid,nodev var-tmp $R/var/tmp ;; esac
+mkdir -p $R/var/lib/minictr
+mount -t tmpfs -o mode=0711 minictr-state $R/var/lib/minictr
 mount --move /dev $R/dev
 mount --move /sys $R/sys
 mkdir -p $R/dev/pts $R/dev/shm
@@ -234,7 +242,7 @@ if [ $# -ne 1 ] || [ "${1:0:1}" = - ]; then
     exit 2
 fi
 case "$PWD/" in
-/tmp/* | /var/tmp/* | /run/*) fail "run from a directory outside /tmp, /var/tmp and /run: the guest mounts an empty tmpfs there" ;;
+/run/*) fail "run from a directory outside /run: the guest mounts an empty tmpfs there" ;;
 esac
 kernel_dir=$(readlink -f "$VM_CACHE/kernel" 2>/dev/null || true)
 if [ -z "$kernel_dir" ] || [ ! -f "$kernel_dir/initramfs.cpio" ] ||
@@ -260,7 +268,11 @@ trap 'exit 143' TERM
 printf '%s\n' "$1" >"$control/command"
 {
     export -p | grep -v -E '^declare -x (PWD|OLDPWD|SHLVL|_|HOSTNAME|TMPDIR|MINICTR_ROOT)='
-    echo "export MINICTR_ROOT=/tmp/minictr"
+    echo "export MINICTR_ROOT=/var/lib/minictr"
+    case "$PWD/" in
+    /tmp/*) echo "export TMPDIR=/var/tmp" ;;
+    /var/tmp/*) echo "export TMPDIR=/tmp" ;;
+    esac
 } >"$control/environment"
 {
     printf 'WORKDIR=%q\n' "$PWD"
