@@ -140,7 +140,51 @@ def _apply_part(config, part: str, value) -> None:
         config.devices = value
 
 
-@click.group(context_settings={"help_option_names": ["--help"]})
+# Commands that other modules add with their register(group) function, so
+# that `minictr run` does not import the image, network or compose code.
+LAZY_COMMANDS = {
+    "lifecycle_cli": (
+        "create", "exec", "inspect", "kill", "logs", "pause", "prune", "ps",
+        "restart", "rm", "start", "stop", "top", "unpause", "wait",
+    ),
+    "cli_stats": ("stats",),
+    "cli_network": ("network", "port"),
+    "cli_images": (
+        "image", "images", "import", "load", "login", "logout", "pull", "rmi",
+        "save", "tag",
+    ),
+    "cli_volumes": ("volume",),
+    "cli_build": ("build", "history"),
+    "cli_compose": ("compose",),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module the first time it is used."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+
+    def _load(self, module_name: str) -> None:
+        if module_name not in self._loaded:
+            self._loaded.add(module_name)
+            importlib.import_module(f"minicontainer.{module_name}").register(self)
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.commands:
+            for module_name, names in LAZY_COMMANDS.items():
+                if name in names:
+                    self._load(module_name)
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module_name in LAZY_COMMANDS:
+            self._load(module_name)
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
 @click.option("--debug", is_flag=True, help="Narrate every kernel step on stderr.")
 @click.option(
     "--root", default=None, help="State directory (default /var/lib/minictr)."
@@ -179,25 +223,6 @@ def run(rootfs: str, command: tuple[str, ...], detach: bool, **kwargs) -> None:
     sys.exit(run_foreground(config))
 
 
-def _register_optional_groups() -> None:
-    for module_name in (
-        "lifecycle_cli",
-        "cli_stats",
-        "cli_network",
-        "cli_images",
-        "cli_volumes",
-        "cli_build",
-        "cli_compose",
-    ):
-        try:
-            module = importlib.import_module(f"minicontainer.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"minicontainer.{module_name}":
-                raise
-            continue
-        module.register(cli)
-
-
 def main() -> None:
     if (
         os.geteuid() != 0
@@ -206,7 +231,6 @@ def main() -> None:
     ):
         click.echo("minictr: must be run as root (try: sudo minictr ...)", err=True)
         sys.exit(125)
-    _register_optional_groups()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -9,14 +9,8 @@ network.
 
 from __future__ import annotations
 
-from .container import (
-    attach,
-    netns_path_for,
-    prepare,
-    published_ports,
-    release,
-    write_etc_files,
-)
+import importlib
+from typing import Any
 
 __all__ = [
     "attach",
@@ -26,3 +20,12 @@ __all__ = [
     "release",
     "write_etc_files",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime functions live in .container, which imports addresses,
+    # hashing and DNS helpers: load it on first use, so that importing a
+    # submodule such as .ports for option parsing stays cheap.
+    if name in __all__:
+        return getattr(importlib.import_module(".container", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
