@@ -289,9 +289,10 @@ def _rewrite_hosts(records: list[dict[str, Any]], lease: dict[str, Any]) -> None
 
 
 def attach(plan: dict[str, Any], pid: int) -> dict[str, Any]:
-    """Connect the namespace of ``pid`` as ``plan`` says; return what teardown needs.
+    """Connect the namespace of ``pid`` as described by ``plan``.
 
-    On failure, undoes its own steps and raises; the leases stay until
+    Returns the plan with the host-side interface names and the pid added.
+    On failure, undoes its own steps and raises, but the leases stay until
     :func:`release`.
     """
     if not plan.get("networks"):

@@ -5,8 +5,8 @@ minictr runs no DNS server. Names between containers resolve through
 that shares a user-defined network with it, by container name and by its
 ``--network-alias`` names. The runtime bind-mounts a file from the
 container's state directory onto /etc/hosts, and a bind mount pins the
-inode, so when a container joins or leaves a network the files of its peers
-are rewritten in place (truncate and write), never replaced by rename.
+inode. So when a container joins or leaves a network, the files of its
+peers are rewritten in place (truncate and write), never replaced by rename.
 
 ``resolv.conf`` copies the host's name servers unless ``--dns`` is given. A
 loopback server such as systemd-resolved's stub at 127.0.0.53 answers only

@@ -4,8 +4,10 @@ The kernel stores an interface name in ``IFNAMSIZ`` (16) bytes including the
 terminating NUL, so a name has at most 15 bytes and may not contain ``/``,
 ``:`` or whitespace (see ``dev_valid_name`` in net/core/dev.c). Container and
 network names can be 128 characters long, so the names here are derived
-from a hash: stable for one container and network, so teardown after a crash
-finds the same name, and distinct in practice (13 hex digits are 52 bits).
+from a hash. A name is stable for one container and network, which lets
+teardown after a crash find it again. Names are distinct in practice
+(a veth name carries 12 hex digits, 48 bits), and a collision with an
+existing interface is resolved with a salt.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
             ) from exc
 
     # Packets to a published port on 127.0.0.1 are rewritten towards the
-    # container and leave through the bridge with a loopback source; the
+    # container and leave through the bridge with a loopback source. The
     # kernel drops those as martians unless route_localnet is set.
     write_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
     write_sysctl("net/ipv4/ip_forward", "1")

@@ -6,8 +6,8 @@ the published port has its destination rewritten to the container's address
 and port, and connection tracking rewrites the replies back. The rules match
 ``fib daddr type local`` in both the prerouting hook (packets from other
 hosts and from containers) and the output hook (packets from the host
-itself, including those to 127.0.0.1), which is how one rule answers on
-every host address.
+itself, including those to 127.0.0.1), so one rule matches every address
+of the host.
 
 Because no socket holds the host port, two checks run before anything is
 created: the port must not be published by another container, and the host

@@ -314,7 +314,8 @@ def test_port_in_use_fails_before_start(net, busybox_rootfs, state_dirs):
         )
 
     assert result.returncode == 125
-    assert f"{port}" in result.stderr and "in use" in result.stderr
+    assert f"{port}" in result.stderr
+    assert "in use" in result.stderr
     for record in _records(state_dirs):
         assert record["leases"] == {}
     assert "ctr:" not in _table_listing(state_dirs)
@@ -363,7 +364,7 @@ def outside():
 
 def test_outbound_nat_to_outside(net, busybox_rootfs, outside):
     namespace, host_ip, outside_ip = outside
-    # The server answers with the address the connection came from.
+    # The server replies with the address the connection came from.
     server = subprocess.Popen(
         [
             "ip",
