@@ -537,3 +537,169 @@ def test_crash_then_prune_leaves_nothing(net, busybox_rootfs, state_dirs):
     assert not os.path.exists(
         os.path.join(state_dirs["root"], "networks", f"{network}.json")
     )
+
+
+def test_connect_disconnect_and_rm_in_use(net, busybox_rootfs):
+    first = f"ca{secrets.token_hex(3)}"
+    second = f"cb{secrets.token_hex(3)}"
+    _create_network(net, first)
+    _create_network(net, second)
+    _ok(
+        net(
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            second,
+            str(busybox_rootfs),
+            "sh",
+            "-c",
+            SERVE.format(name="web"),
+        )
+    )
+    _ok(
+        net(
+            "run",
+            "-d",
+            "--name",
+            "roamer",
+            "--network",
+            first,
+            str(busybox_rootfs),
+            "sleep",
+            "300",
+        )
+    )
+
+    _ok(net("network", "connect", "--alias", "rover", second, "roamer"))
+
+    links = _ok(net("exec", "roamer", "ip", "-o", "-4", "addr"))
+    assert _address_of(net, second, "roamer") in links
+    assert "eth1" in links
+    fetched = net(
+        "exec",
+        "roamer",
+        "sh",
+        "-c",
+        "timeout 10 wget -q -O - http://web/; exit $?",
+        timeout=60,
+    )
+    assert _ok(fetched) == "hello-from-web"
+    web_hosts = _ok(net("exec", "web", "cat", "/etc/hosts")).split()
+    assert "roamer" in web_hosts
+    assert "rover" in web_hosts
+    in_use = net("network", "rm", second)
+    assert in_use.returncode != 0
+    assert "in use" in in_use.stderr
+
+    _ok(net("network", "disconnect", second, "roamer"))
+
+    links = _ok(net("exec", "roamer", "ip", "-o", "link"))
+    assert "eth1" not in links
+    assert "roamer" not in _ok(net("exec", "web", "cat", "/etc/hosts")).split()
+
+
+def test_address_options_reach_etc_files(net, busybox_rootfs):
+    network = f"opt{secrets.token_hex(3)}"
+    record = _create_network(net, network)
+    address = record["subnet"].rsplit(".", 1)[0] + ".77"
+    script = "ip -o -4 addr show eth0; ip -o link show eth0; cat /etc/hosts /etc/resolv.conf /etc/hostname"
+
+    output = _ok(
+        net(
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "--ip",
+            address,
+            "--mac-address",
+            "02:42:aa:bb:cc:dd",
+            "--hostname",
+            "box",
+            "--dns",
+            "192.0.2.53",
+            "--add-host",
+            "db.test:10.1.2.3",
+            str(busybox_rootfs),
+            "sh",
+            "-c",
+            script,
+        )
+    )
+
+    assert f"inet {address}/24" in output
+    assert "02:42:aa:bb:cc:dd" in output
+    assert f"{address}\tbox" in output
+    assert "10.1.2.3\tdb.test" in output
+    assert "nameserver 192.0.2.53" in output
+    assert output.splitlines()[-1] == "box"
+
+
+def test_full_subnet_leaves_nothing(net, busybox_rootfs, state_dirs):
+    network = f"full{secrets.token_hex(3)}"
+    subnet = _free_subnet().replace("/24", "/30")
+    _ok(net("network", "create", "--subnet", subnet, network))
+    _ok(
+        net(
+            "run",
+            "-d",
+            "--name",
+            "only",
+            "--network",
+            network,
+            str(busybox_rootfs),
+            "sleep",
+            "300",
+        )
+    )
+
+    refused = net(
+        "run",
+        "-d",
+        "--name",
+        "extra",
+        "--network",
+        network,
+        "-p",
+        "80",
+        str(busybox_rootfs),
+        "sleep",
+        "300",
+    )
+
+    assert refused.returncode == 125
+    assert "no free address" in refused.stderr
+    leases = json.loads(_ok(net("network", "inspect", network)))[0]["leases"]
+    assert [lease["name"] for lease in leases.values()] == ["only"]
+    assert "ctr:" not in _table_listing(state_dirs)
+
+
+def test_host_and_container_modes(net, busybox_rootfs):
+    host_links = subprocess.run(
+        ["ip", "-o", "link"], check=False, capture_output=True, text=True
+    ).stdout
+    in_host = _ok(
+        net("run", "--rm", "--network", "host", str(busybox_rootfs), "ip", "-o", "link")
+    )
+    assert len(in_host.splitlines()) == len(host_links.splitlines())
+
+    _ok(net("run", "-d", "--name", "owner", str(busybox_rootfs), "sleep", "300"))
+    owner = _ok(net("exec", "owner", "ip", "-o", "-4", "addr", "show", "eth0"))
+    joined = _ok(
+        net(
+            "run",
+            "--rm",
+            "--network",
+            "container:owner",
+            str(busybox_rootfs),
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        )
+    )
+    assert joined.split()[3] == owner.split()[3]
