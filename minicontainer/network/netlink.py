@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 def _iproute() -> Any:
     from pyroute2 import IPRoute
 
+    # pyroute2 logs every netlink message at DEBUG, which would bury the
+    # --debug narration, and its import resets its logger to NOTSET, so a
+    # level set before the import is lost.
+    pyroute2_log = logging.getLogger("pyroute2")
+    if pyroute2_log.level == logging.NOTSET:
+        pyroute2_log.setLevel(logging.WARNING)
     return IPRoute()
 
 
