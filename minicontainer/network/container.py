@@ -392,7 +392,7 @@ def release(container_id: str) -> dict[str, Any]:
         return {"leases": 0, "rules": 0, "links": []}
     from . import firewall, netlink
 
-    rules = firewall.remove_container(container_id) if firewall.table_exists() else 0
+    rules = firewall.remove_container(container_id)
     links = []
     for _, _, lease in held:
         name = lease.get("host_ifname", "")
@@ -432,11 +432,13 @@ def _remove_unused_bridges(networks: set[str]) -> None:
     from . import firewall, netlink
 
     records = ipam.list_records()
+    last = not any(record["leases"] for record in records)
     for record in records:
         if record["name"] in networks and not record["leases"]:
-            firewall.remove_network(record)
+            if not last:
+                firewall.remove_network(record)
             netlink.delete_link(record["bridge"])
-    if not any(record["leases"] for record in records):
+    if last:
         firewall.delete_table()
 
 

@@ -97,40 +97,47 @@ def apply(lines: list[str]) -> None:
     _nft("\n".join(lines) + "\n")
 
 
-def table_exists() -> bool:
+def _list_table() -> list[dict[str, Any]] | None:
+    """Return the table's objects as nft's JSON (with handles), or None if it is absent."""
     result = subprocess.run(
-        ["nft", "list", "table", FAMILY, table()], capture_output=True, check=False
+        ["nft", "-j", "-a", "list", "table", FAMILY, table()],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    return result.returncode == 0
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout).get("nftables", [])
+
+
+def table_exists() -> bool:
+    return _list_table() is not None
 
 
 def ensure_table() -> None:
     """Create the table and its base chains unless they exist; hold the network lock."""
     if not table_exists():
-        log.debug("nft: creating table %s %s", FAMILY, table())
-        _nft(_BASE.format(family=FAMILY, table=table()))
+        _create_table()
+
+
+def _create_table() -> None:
+    log.debug("nft: creating table %s %s", FAMILY, table())
+    _nft(_BASE.format(family=FAMILY, table=table()))
 
 
 def list_rules() -> list[dict[str, Any]]:
     """Return every rule of the table as nft's JSON objects (with handles)."""
-    if not table_exists():
-        return []
-    output = _nft(None, "-j", "-a", "list", "table", FAMILY, table())
-    items = json.loads(output).get("nftables", [])
-    return [item["rule"] for item in items if "rule" in item]
+    return [item["rule"] for item in _list_table() or [] if "rule" in item]
 
 
 def rules_by_owner(owner: str) -> list[dict[str, Any]]:
     return [rule for rule in list_rules() if rule.get("comment") == owner]
 
 
-def bridges() -> list[str]:
-    """Return the elements of the ``bridges`` set."""
-    if not table_exists():
-        return []
-    output = _nft(None, "-j", "list", "set", FAMILY, table(), "bridges")
-    for item in json.loads(output).get("nftables", []):
-        if "set" in item:
+def bridges(items: list[dict[str, Any]] | None = None) -> list[str]:
+    """Return the elements of the ``bridges`` set, from ``items`` if given."""
+    for item in _list_table() or [] if items is None else items:
+        if "set" in item and item["set"].get("name") == "bridges":
             return list(item["set"].get("elem", []))
     return []
 
@@ -159,14 +166,25 @@ def network_rules(record: dict[str, Any]) -> list[str]:
 
 def ensure_network(record: dict[str, Any]) -> None:
     """Add a network's rules unless they are there; hold the network lock."""
-    ensure_table()
-    if not rules_by_owner(f"net:{record['name']}"):
+    items = _list_table()
+    if items is None:
+        _create_table()
+        items = []
+    owner = f"net:{record['name']}"
+    if not any(item.get("rule", {}).get("comment") == owner for item in items):
         apply(network_rules(record))
 
 
 def remove_network(record: dict[str, Any]) -> None:
-    lines = _delete_lines(f"net:{record['name']}")
-    if record["bridge"] in bridges():
+    """Delete a network's rules and its element of the ``bridges`` set."""
+    items = _list_table() or []
+    owner = f"net:{record['name']}"
+    lines = [
+        delete_rule_command(item["rule"])
+        for item in items
+        if item.get("rule", {}).get("comment") == owner
+    ]
+    if record["bridge"] in bridges(items):
         lines.append(delete_bridge_command(record["bridge"]))
     apply(lines)
 
