@@ -119,6 +119,8 @@ def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: boo
     )
     for part, value in subsystem_parts.items():
         _apply_part(config, part, value)
+    if config.network.get("publish_all") and config.exposed_ports:
+        config.network["expose"] = list(config.exposed_ports)
     return config
 
 

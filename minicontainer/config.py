@@ -62,6 +62,7 @@ class ContainerConfig:
     security: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    exposed_ports: list[str] = field(default_factory=list)  # "80/tcp", from the image
     created: str = ""
 
     def to_dict(self) -> dict[str, Any]:

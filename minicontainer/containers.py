@@ -154,6 +154,7 @@ def build_config(
         stop_signal=stop_signal or image_config.get("StopSignal") or "SIGTERM",
         stop_timeout=10 if stop_timeout is None else stop_timeout,
         labels=dict(labels or {}),
+        exposed_ports=sorted(image_config.get("ExposedPorts") or {}),
     )
 
 

@@ -618,6 +618,11 @@ def prune() -> list[str]:
         _clean(container_id, remove_dir=not keep_record)
         cleaned.append(container_id)
     _prune_exit_codes()
+    if os.path.isdir(os.path.join(paths.state_root(), "networks")):
+        # Leases, veths and rules of containers whose directory is gone.
+        from .network import manage
+
+        manage.prune(remove_unused_networks=False)
     return cleaned
 
 

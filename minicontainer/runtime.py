@@ -134,7 +134,10 @@ class Container:
 
     def _write_etc_files(self) -> None:
         mode = self.config.network.get("mode", "none")
-        if mode not in ("none", "host"):
+        has_etc_options = any(
+            self.config.network.get(key) for key in ("dns", "add_hosts")
+        )
+        if mode not in ("none", "host") or has_etc_options:
             from . import network
 
             self.network_plan = network.prepare(self.config, self.directory)

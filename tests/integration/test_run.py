@@ -303,3 +303,13 @@ def _wait_for_pid1(state_dirs, timeout: float = 20) -> int:
                 return recorded["pid"]
         time.sleep(0.05)
     raise AssertionError("the container did not reach the running state")
+
+
+def test_add_host_and_dns_without_network(minictr, busybox_rootfs):
+    result = minictr(
+        "run", "--rm", "--network", "none", "--add-host", "db:10.1.2.3",
+        "--dns", "192.0.2.53", str(busybox_rootfs), "cat", "/etc/hosts", "/etc/resolv.conf",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10.1.2.3\tdb" in result.stdout
+    assert "nameserver 192.0.2.53" in result.stdout
