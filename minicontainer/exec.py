@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from typing import Any
 
 from . import errors, lifecycle, process, state, syscalls
@@ -312,16 +311,9 @@ def _import_child_modules(config: ContainerConfig) -> None:
 
 
 def _forward_signals_to(pid: int) -> None:
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+    from .runtime import install_signal_forwarding
 
-    from .runtime import FORWARDED_SIGNALS
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
+    install_signal_forwarding(pid)
 
 
 def _wait(pid: int) -> int:

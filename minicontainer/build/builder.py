@@ -546,16 +546,10 @@ class Builder:
         if state.author:
             image_config["author"] = state.author
         config_bytes = oci.canonical_json(image_config)
-        config_digest = self.store.add_blob(config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": oci.OCI_MANIFEST,
-            "config": {
-                "mediaType": oci.OCI_CONFIG,
-                "digest": config_digest,
-                "size": len(config_bytes),
-            },
-            "layers": [
+        self.store.add_blob(config_bytes)
+        manifest = oci.image_manifest(
+            config_bytes,
+            [
                 {
                     "mediaType": layer.media_type,
                     "digest": layer.digest,
@@ -563,7 +557,7 @@ class Builder:
                 }
                 for layer in state.layers
             ],
-        }
+        )
         return self.store.add_image(manifest, self.references)
 
 

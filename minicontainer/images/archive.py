@@ -172,20 +172,11 @@ def _load_docker(store: ImageStore, archive: _Archive) -> list[Image]:
     loaded = []
     for entry in archive.read_json("manifest.json"):
         config_bytes = archive.open(entry["Config"]).read()
-        config_digest = store.add_blob(config_bytes)
+        store.add_blob(config_bytes)
         layers = [
             _copy_docker_layer(store, archive, name) for name in entry.get("Layers", [])
         ]
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": oci.OCI_MANIFEST,
-            "config": {
-                "mediaType": oci.OCI_CONFIG,
-                "digest": config_digest,
-                "size": len(config_bytes),
-            },
-            "layers": layers,
-        }
+        manifest = oci.image_manifest(config_bytes, layers)
         names = [parse_reference(tag) for tag in entry.get("RepoTags") or []]
         loaded.append(store.add_image(manifest, names))
     return loaded

@@ -98,3 +98,17 @@ def convert_descriptor(descriptor: dict[str, Any]) -> dict[str, Any]:
 def canonical_json(value: Any) -> bytes:
     """Serialize ``value`` the way this store writes every JSON blob."""
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def image_manifest(config_bytes: bytes, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return an OCI image manifest for a config blob and layer descriptors."""
+    return {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": OCI_CONFIG,
+            "digest": sha256_digest(config_bytes),
+            "size": len(config_bytes),
+        },
+        "layers": layers,
+    }

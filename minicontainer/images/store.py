@@ -666,21 +666,12 @@ class ImageStore:
             "history": list(base.get("history", [])) + history,
         }
         config_bytes = oci.canonical_json(image_config)
-        config_digest = self.add_blob(config_bytes)
+        self.add_blob(config_bytes)
         layers = (parent.layers if parent else []) + [
             {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
             for layer in new_layers
         ]
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": oci.OCI_MANIFEST,
-            "config": {
-                "mediaType": oci.OCI_CONFIG,
-                "digest": config_digest,
-                "size": len(config_bytes),
-            },
-            "layers": layers,
-        }
+        manifest = oci.image_manifest(config_bytes, layers)
         return self.add_image(manifest, references)
 
 
