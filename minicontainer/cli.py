@@ -24,17 +24,10 @@ SUBSYSTEM_OPTIONS = ("cgroups", "network", "mounts", "security", "devices")
 
 
 def _subsystem_modules() -> list:
-    modules = []
-    for name in SUBSYSTEM_OPTIONS:
-        try:
-            modules.append(importlib.import_module(f"minicontainer.cliopts.{name}"))
-        except ModuleNotFoundError as exc:
-            if (
-                exc.name != f"minicontainer.cliopts.{name}"
-                and exc.name != "minicontainer.cliopts"
-            ):
-                raise
-    return modules
+    return [
+        importlib.import_module(f"minicontainer.cliopts.{name}")
+        for name in SUBSYSTEM_OPTIONS
+    ]
 
 
 def container_options(function):

@@ -73,11 +73,14 @@ def resolve_rootfs(rootfs: str) -> tuple[list[str], dict | None, str]:
     """Return overlay lower dirs, the image config (or None) and the image id."""
     if os.path.isdir(rootfs):
         return [os.path.realpath(rootfs)], None, ""
-    try:
+    # "rootfs/busybx" is a mistyped directory, not an image named that way,
+    # when its first component is a local directory.
+    looks_like_path = rootfs.startswith(("/", ".")) or (
+        "/" in rootfs and os.path.isdir(rootfs.split("/", 1)[0])
+    )
+    if not looks_like_path:
         from .images import resolve_for_run
-    except ImportError:
-        resolve_for_run = None
-    if resolve_for_run is not None and not rootfs.startswith(("/", ".")):
+
         image = resolve_for_run(rootfs)
         return list(image.lower_dirs), image.config, image.image_id
     raise NotFound(

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors, process, rootfs, state, syscalls as sc
+from . import devices, errors, process, rootfs, security, state, syscalls as sc
 from .config import ContainerConfig
 from .steps import LoopbackUp, Mount, PivotRoot, SetNs, Step, Unshare, run_all
 
@@ -127,7 +127,7 @@ class Container:
             mounts.prepare(self.config, self.directory)
         self.cgroup = _create_cgroup(self.config)
         if self.cgroup is not None:
-            _optional("devices").apply_rules(self.config, self.cgroup)
+            devices.apply_rules(self.config, self.cgroup)
         if self.cgroup is not None:
             state.update_state(self.config.id, cgroup=self.cgroup.to_dict())
 
@@ -168,10 +168,10 @@ class Container:
         console = os.ttyname(stdio.terminal) if stdio.terminal is not None else None
         # With --userns, the lower directories are replaced by copies owned
         # by the container's id range, so this comes before the root steps.
-        _optional("security").prepare_rootfs(self.config, self.directory)
+        security.prepare_rootfs(self.config, self.directory)
         root_steps = rootfs.root_steps(self.config, self.directory, console)
         merged = os.path.join(self.directory, "merged")
-        root_steps += _optional("devices").node_steps(self.config, merged)
+        root_steps += devices.node_steps(self.config, merged)
         if self.cgroup is not None:
             root_steps += self.cgroup.container_mount_steps(merged)
         if self.config.mounts:
@@ -182,7 +182,7 @@ class Container:
         after_pivot = 1 + next(
             i for i, step in enumerate(pivot_steps) if isinstance(step, PivotRoot)
         )
-        pivot_steps[after_pivot:after_pivot] = _optional("security").path_steps(
+        pivot_steps[after_pivot:after_pivot] = security.path_steps(
             self.config
         )
 
@@ -298,32 +298,9 @@ class Container:
             log.warning("cleanup of container %s: %s", self.config.id[:12], problem)
 
 
-class _NoHooks:
-    """Stands in for a subsystem module that is not installed yet."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: []
-
-
-_NO_HOOKS = _NoHooks()
-
-
-def _optional(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"minicontainer.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"minicontainer.{name}":
-            raise
-        return _NO_HOOKS
-
-
 def _create_cgroup(config: ContainerConfig) -> Any:
-    try:
-        from .cgroups import Cgroup
-    except ImportError:
-        return None
+    from .cgroups import Cgroup
+
     return Cgroup.create(
         config.id, parent=config.cgroup_parent, resources=config.resources
     )
@@ -476,11 +453,7 @@ def _pid1_main(
         # serve as the working directory through /proc/self/fd/N.
         process.close_other_fds([error_w])
         _enter_workdir(config.process.cwd)
-        security = _optional("security")
-        if security is _NO_HOOKS:
-            process.switch_user(identity)
-        else:
-            security.apply_process(config, identity)
+        security.apply_process(config, identity)
         log.debug("exec %s", " ".join(config.process.args))
         process.exec_command(config.process.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
