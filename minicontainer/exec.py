@@ -30,7 +30,7 @@ import logging
 import os
 from typing import Any
 
-from . import errors, lifecycle, process, state, syscalls
+from . import errors, lifecycle, process, security, state, syscalls
 from .config import ContainerConfig
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,7 @@ def _helper_main(
     try:
         _reset_signals()
         _close_inherited_fds(namespaces, request.stdio, error_w)
-        security = _security_module()
-        if hasattr(security, "harden_joining_process"):
-            security.harden_joining_process()
+        security.harden_joining_process()
         _join_cgroup(record)
         for name, fd in namespaces:
             log.debug("setns %s (of pid %d)", name, record["pid"])
@@ -264,11 +262,7 @@ def _command_main(request: _Request, error_w: int) -> None:
         _enter_workdir(request.workdir or config.process.cwd)
         _setup_stdio(request.stdio)
         process.close_other_fds([error_w])
-        security = _security_module()
-        if security is None:
-            process.switch_user(identity)
-        else:
-            security.apply_process(config, identity)
+        security.apply_process(config, identity)
         log.debug("exec %s", " ".join(request.args))
         process.exec_command(request.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach minictr
@@ -278,18 +272,9 @@ def _command_main(request: _Request, error_w: int) -> None:
 def _join_cgroup(record: dict[str, Any]) -> None:
     if not record.get("cgroup"):
         return
-    try:
-        from .cgroups import Cgroup
-    except ImportError:
-        return
+    from .cgroups import Cgroup
+
     Cgroup.from_dict(record["cgroup"]).add_process(os.getpid())
-
-
-def _security_module() -> Any:
-    from .runtime import _NO_HOOKS, _optional
-
-    security = _optional("security")
-    return None if security is _NO_HOOKS else security
 
 
 def _import_child_modules(config: ContainerConfig) -> None:
@@ -299,15 +284,8 @@ def _import_child_modules(config: ContainerConfig) -> None:
     container's file system instead of the host's. The security module's
     ``prepare`` imports its submodules and compiles the seccomp filter.
     """
-    security = _security_module()
-    if security is not None and hasattr(security, "prepare"):
-        security.prepare(config)
-    from . import runtime, tty  # noqa: F401
-
-    try:
-        from . import cgroups  # noqa: F401
-    except ImportError:
-        pass
+    security.prepare(config)
+    from . import cgroups, runtime, tty  # noqa: F401
 
 
 def _forward_signals_to(pid: int) -> None:
