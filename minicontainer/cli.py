@@ -139,14 +139,35 @@ def _apply_part(config, part: str, value) -> None:
 # that `minictr run` does not import the image, network or compose code.
 LAZY_COMMANDS = {
     "lifecycle_cli": (
-        "create", "exec", "inspect", "kill", "logs", "pause", "prune", "ps",
-        "restart", "rm", "start", "stop", "top", "unpause", "wait",
+        "create",
+        "exec",
+        "inspect",
+        "kill",
+        "logs",
+        "pause",
+        "prune",
+        "ps",
+        "restart",
+        "rm",
+        "start",
+        "stop",
+        "top",
+        "unpause",
+        "wait",
     ),
     "cli_stats": ("stats",),
     "cli_network": ("network", "port"),
     "cli_images": (
-        "image", "images", "import", "load", "login", "logout", "pull", "rmi",
-        "save", "tag",
+        "image",
+        "images",
+        "import",
+        "load",
+        "login",
+        "logout",
+        "pull",
+        "rmi",
+        "save",
+        "tag",
     ),
     "cli_volumes": ("volume",),
     "cli_build": ("build", "history"),
@@ -189,9 +210,12 @@ def cli(debug: bool, root: str | None) -> None:
     """minictr: a container runtime built on the Linux kernel, in Python."""
     if debug:
         logging.basicConfig(
-            level=logging.DEBUG, format="minictr: %(relativeCreated)6.1fms %(message)s", stream=sys.stderr
+            level=logging.DEBUG,
+            format="minictr: %(relativeCreated)6.1fms %(message)s",
+            stream=sys.stderr,
         )
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     if root:
         os.environ["MINICTR_ROOT"] = os.path.abspath(root)
 
@@ -218,6 +242,31 @@ def run(rootfs: str, command: tuple[str, ...], detach: bool, **kwargs) -> None:
     sys.exit(run_foreground(config))
 
 
+# Docker's CLI exits 125 when `run` or `create` fails in the runtime itself,
+# and 1 when any other command fails.
+RUNTIME_EXIT_COMMANDS = ("run", "create", "exec")
+
+
+def _command_name(argv: list[str]) -> str:
+    """Return the subcommand in ``argv``, skipping the group's own options."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--root":
+            index += 2
+            continue
+        if not arg.startswith("-"):
+            return arg
+        index += 1
+    return ""
+
+
+def _exit_code(exc: MinictrError, command: str) -> int:
+    if exc.exit_code == MinictrError.exit_code and command not in RUNTIME_EXIT_COMMANDS:
+        return 1
+    return exc.exit_code
+
+
 def main() -> None:
     if (
         os.geteuid() != 0
@@ -238,7 +287,7 @@ def main() -> None:
         sys.exit(125)
     except MinictrError as exc:
         click.echo(f"minictr: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(_exit_code(exc, _command_name(sys.argv[1:])))
     except KeyboardInterrupt:
         sys.exit(130)
 

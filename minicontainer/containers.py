@@ -62,6 +62,22 @@ def validate_hostname(hostname: str) -> None:
         )
 
 
+def parse_stop_signal(value: str) -> str:
+    """Return a signal given as ``SIGTERM``, ``TERM`` or ``15`` as its name."""
+    import signal
+
+    text = value.strip().upper()
+    try:
+        if text.isdigit():
+            return signal.Signals(int(text)).name
+        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"].name
+    except (KeyError, ValueError):
+        raise InvalidArgument(
+            f"invalid --stop-signal {value!r}: give a signal name such as SIGTERM,"
+            " or its number"
+        ) from None
+
+
 def validate_workdir(workdir: str) -> None:
     if not workdir.startswith("/"):
         raise InvalidArgument(
@@ -73,6 +89,11 @@ def resolve_rootfs(rootfs: str) -> tuple[list[str], dict | None, str]:
     """Return overlay lower dirs, the image config (or None) and the image id."""
     if os.path.isdir(rootfs):
         return [os.path.realpath(rootfs)], None, ""
+    if os.path.exists(rootfs):
+        raise InvalidArgument(
+            f"root file system {rootfs!r} is not a directory: give the directory"
+            " that holds the container's files, or an image name"
+        )
     # "rootfs/busybx" is a mistyped directory, not an image named that way,
     # when its first component is a local directory.
     looks_like_path = rootfs.startswith(("/", ".")) or (
@@ -154,7 +175,9 @@ def build_config(
         auto_remove=auto_remove,
         detach=detach,
         readonly_rootfs=read_only,
-        stop_signal=stop_signal or image_config.get("StopSignal") or "SIGTERM",
+        stop_signal=parse_stop_signal(
+            stop_signal or image_config.get("StopSignal") or "SIGTERM"
+        ),
         stop_timeout=10 if stop_timeout is None else stop_timeout,
         labels=dict(labels or {}),
         exposed_ports=sorted(image_config.get("ExposedPorts") or {}),
@@ -170,6 +193,11 @@ def _command_for(
         args = merge_command(image_config, entrypoint, command)
     else:
         args = ([entrypoint] if entrypoint else []) + list(command)
+    if not args and image_config:
+        raise InvalidArgument(
+            "no command specified: the image has no Entrypoint or Cmd, so give a"
+            " command after the image name"
+        )
     if not args:
         raise InvalidArgument(
             "no command specified: give one after the root file system"

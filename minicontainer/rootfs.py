@@ -117,13 +117,25 @@ def root_steps(
     steps.append(
         Mount("sysfs", "/sys", "sysfs", nosuid_nodev_noexec | sc.MS_RDONLY, root=merged)
     )
+    return steps
+
+
+def etc_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
+    """Bind the generated /etc/hostname, hosts and resolv.conf into the root.
+
+    A file the user mounts at the same path wins, as in Docker.
+    """
+    merged = os.path.join(container_dir, "merged")
+    user_targets = {
+        os.path.normpath(str(m.get("Destination", ""))) for m in config.mounts
+    }
+    steps: list[Step] = []
     for name in ETC_FILES:
         source = os.path.join(container_dir, name)
-        if os.path.exists(source):
+        target = f"/etc/{name}"
+        if os.path.exists(source) and target not in user_targets:
             steps.append(
-                Mount(
-                    source, f"/etc/{name}", None, sc.MS_BIND, root=merged, make="file"
-                )
+                Mount(source, target, None, sc.MS_BIND, root=merged, make="file")
             )
     return steps
 
@@ -135,7 +147,9 @@ def pivot_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
     if config.process.cwd not in ("", "/"):
         # Created before pivot_root so that it exists under --read-only too;
         # resolved inside the root like every other container path.
-        steps.append(MakeDir(config.process.cwd, 0o755, root=merged))
+        steps.append(
+            MakeDir(config.process.cwd, 0o755, root=merged, what="working directory")
+        )
     steps.append(PivotRoot(merged))
     if config.readonly_rootfs:
         steps.append(Mount(None, "/", None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY))

@@ -178,13 +178,13 @@ class Container:
             from . import mounts
 
             root_steps += mounts.volume_steps(self.config, self.directory, merged)
+        # After the volumes, so that a volume on /etc does not hide them.
+        root_steps += rootfs.etc_steps(self.config, self.directory)
         pivot_steps = rootfs.pivot_steps(self.config, self.directory)
         after_pivot = 1 + next(
             i for i, step in enumerate(pivot_steps) if isinstance(step, PivotRoot)
         )
-        pivot_steps[after_pivot:after_pivot] = security.path_steps(
-            self.config
-        )
+        pivot_steps[after_pivot:after_pivot] = security.path_steps(self.config)
 
         log.debug("fork (the first child will create the namespaces)")
         first = os.fork()
@@ -205,7 +205,18 @@ class Container:
                 )
             self.pid = int(data)
             log.debug("container PID 1 is host pid %d", self.pid)
-            self._after_fork()
+            try:
+                self._after_fork()
+            except errors.MinictrError:
+                # PID 1 may have failed first, which makes host-side setup in
+                # its namespaces fail too: report the cause, not the symptom.
+                _close_quietly(go_w)
+                cause = _error_from_pipe(error_r)
+                os.waitpid(self.pid, 0)
+                self.pid = 0
+                if cause is not None:
+                    raise cause from None
+                raise
             os.write(go_w, b"go")
             failure = _error_from_pipe(error_r)
             if failure is not None:
@@ -386,9 +397,7 @@ def namespace_steps(config: ContainerConfig) -> list[Step]:
     # Mounts made from here on must not propagate back to the host. A slave
     # mount still receives the host's new mounts, which bind mounts with
     # slave propagation ask for.
-    slave = any(
-        str(m.get("Propagation", "")).endswith("slave") for m in config.mounts
-    )
+    slave = any(str(m.get("Propagation", "")).endswith("slave") for m in config.mounts)
     propagation = sc.MS_SLAVE if slave else sc.MS_PRIVATE
     steps.append(Mount(None, "/", None, sc.MS_REC | propagation))
     if flags & sc.CLONE_NEWNET:

@@ -9,12 +9,14 @@ what students read is what ran.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
 from dataclasses import dataclass, field
 
 from . import syscalls
+from .errors import InvalidArgument, KernelError
 from .paths import resolve_in_root
 
 log = logging.getLogger("minicontainer.steps")
@@ -70,8 +72,19 @@ class Mount(Step):
                     os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 )
             else:
-                os.makedirs(target, exist_ok=True)
-        syscalls.mount(self.source, target, self.fstype, self.flags, self.data)
+                _make_dirs(target, self.target, "mount point")
+        try:
+            syscalls.mount(self.source, target, self.fstype, self.flags, self.data)
+        except KernelError as exc:
+            if not self.root:
+                raise
+            # Name the path as the user wrote it, not the host's merged path.
+            hint = _MOUNT_HINTS.get(exc.errno, "")
+            message = (
+                f"mount {self.source or 'none'} on {self.target} in the container"
+                f" failed: {os.strerror(exc.errno)}{hint}"
+            )
+            raise KernelError(message, exc.errno) from exc
 
 
 @dataclass
@@ -79,12 +92,30 @@ class MakeDir(Step):
     path: str
     mode: int = 0o755
     root: str | None = None
+    what: str = "directory"  # how errors name the path, e.g. "working directory"
 
     def describe(self) -> str:
         return f"mkdir -p {_where(self.root, self.path)} mode {self.mode:o}"
 
     def apply(self) -> None:
-        os.makedirs(_host_path(self.root, self.path), mode=self.mode, exist_ok=True)
+        _make_dirs(_host_path(self.root, self.path), self.path, self.what, self.mode)
+
+
+def _make_dirs(host_path: str, path: str, what: str, mode: int = 0o755) -> None:
+    """Create ``host_path`` and its parents; ``path`` is the name the user knows."""
+    try:
+        os.makedirs(host_path, mode=mode, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InvalidArgument(
+            f"{what} {path} is not a directory: a file of that name exists in the"
+            " container's root"
+        ) from exc
+
+
+_MOUNT_HINTS = {
+    errno.ENOTDIR: " (a directory and a file cannot be mounted on each other)",
+    errno.ENOENT: " (the source does not exist)",
+}
 
 
 @dataclass

@@ -313,3 +313,48 @@ def test_add_host_and_dns_without_network(minictr, busybox_rootfs):
     assert result.returncode == 0, result.stderr
     assert "10.1.2.3\tdb" in result.stdout
     assert "nameserver 192.0.2.53" in result.stdout
+
+
+def test_invalid_stop_signal_rejected(minictr, busybox_rootfs, state_dirs):
+    result = minictr("run", "--rm", "--stop-signal", "BOGUS", str(busybox_rootfs), "true")
+    assert result.returncode == 125
+    assert "BOGUS" in result.stderr
+    assert containers(state_dirs) == []
+
+
+def test_rootfs_that_is_a_file_rejected(minictr, tmp_path, state_dirs):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = minictr("run", "--rm", str(not_a_dir), "true")
+    assert result.returncode == 125
+    assert "is not a directory" in result.stderr
+
+
+def test_workdir_that_is_a_file_names_it(minictr, busybox_rootfs, state_dirs):
+    result = minictr("run", "--rm", "--network", "none", "-w", "/etc/passwd",
+                     str(busybox_rootfs), "true")
+    assert result.returncode == 125
+    assert "working directory /etc/passwd is not a directory" in result.stderr
+    assert containers(state_dirs) == []
+
+
+def test_setup_failure_on_bridge_reports_cause(minictr, busybox_rootfs, state_dirs):
+    # PID 1 fails while the monitor is attaching its network: the error shown
+    # must be PID 1's, not the network's.
+    before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    result = minictr("run", "--rm", "-w", "/etc/passwd", str(busybox_rootfs), "true")
+    assert result.returncode == 125
+    assert "working directory /etc/passwd" in result.stderr
+    assert "veth" not in result.stderr
+    assert containers(state_dirs) == []
+    after = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert after.count("mcv") == before.count("mcv")
+
+
+def test_volume_on_etc_keeps_generated_files(minictr, busybox_rootfs, tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    result = minictr("run", "--rm", "--network", "none", "--hostname", "box",
+                     "-v", f"{etc}:/etc", str(busybox_rootfs), "cat", "/etc/hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "box"
