@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from typing import Any
 
 from .. import syscalls as sc
@@ -154,6 +153,8 @@ def _ldconfig_step(merged: str) -> Step:
     def run() -> None:
         # -X leaves the image's other library links as they are; the cache is
         # written into the container's overlay upper directory.
+        import subprocess
+
         result = subprocess.run(
             command,
             check=False,
