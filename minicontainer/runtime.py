@@ -519,11 +519,7 @@ def run_foreground(config: ContainerConfig) -> int:
 
             terminal = tty.Terminal.open()
             stdio = Stdio(terminal=terminal.slave)
-        try:
-            container.start(stdio)
-        except errors.MinictrError:
-            container.teardown(remove=True)
-            raise
+        container.start(stdio)
         install_signal_forwarding(container.pid)
         if terminal is not None:
             terminal.close_slave()
@@ -535,6 +531,7 @@ def run_foreground(config: ContainerConfig) -> int:
         container.teardown(remove=config.auto_remove)
         return exit_code
     except BaseException:
+        # Nothing ran (start reaps PID 1 before it raises): leave no trace.
         if container.pid == 0:
             container.teardown(remove=True)
         raise
