@@ -50,7 +50,7 @@ from .parser import (
     Stage,
     parse,
 )
-from .runstep import RunRequest, run_in_container
+from .runstep import BuildCancelled, RunRequest, cancel_on_signals, run_in_container
 from .stage import StageState, apply_metadata
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class Progress:
 
 def build(options: BuildOptions, progress: Progress | None = None) -> Image:
     """Build the Dockerfile of ``options`` and return the stored image."""
-    return Builder(options, progress or Progress()).run()
+    with cancel_on_signals():
+        return Builder(options, progress or Progress()).run()
 
 
 def _now() -> str:
@@ -343,7 +344,7 @@ class Builder:
             started = time.monotonic()
             try:
                 layer = execute() if execute is not None else None
-            except DockerfileError:
+            except (DockerfileError, BuildCancelled):
                 raise
             except MinictrError as exc:
                 raise instruction.error(str(exc)) from exc
@@ -444,8 +445,9 @@ class Builder:
             remote = [s for s in sources if _URL.match(s)]
             if remote:
                 raise instruction.error(
-                    f"remote source {remote[0]!r} is not supported: minictr builds "
-                    "reach no network, so download it into the context and COPY it"
+                    f"remote source {remote[0]!r} is not supported: minictr's ADD "
+                    "copies only local files; download it with a RUN step "
+                    "(wget, curl) or into the context and COPY it"
                 )
         chmod = _parse_chmod(instruction)
         owner_spec = state.expand(instruction, instruction.flags.get("chown", ""))

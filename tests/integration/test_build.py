@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
+import secrets
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from support import MINICTR
 
 
 def write_context(directory: Path, files: dict[str, str]) -> Path:
@@ -208,7 +212,7 @@ def test_multistage_copy_from_and_target(minictr, tmp_path, busybox_rootfs):
     assert "DEBUG=1" not in inspect(minictr, "multi:final")["Config"].get("Env", [])
 
     missing = minictr("build", "--target", "nope", str(context))
-    assert missing.returncode == 125
+    assert missing.returncode == 1
     assert "target stage 'nope' not found" in missing.stderr
 
 
@@ -224,7 +228,7 @@ def test_copy_from_later_stage_is_rejected(minictr, tmp_path, busybox_rootfs):
         },
     )
     result = minictr("build", "--network", "none", "--target", "first", str(context))
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "line 2 COPY" in result.stderr
 
 
@@ -368,7 +372,7 @@ def test_dockerignore_keeps_files_out(minictr, tmp_path, busybox_rootfs):
         },
     )
     result = minictr("build", "--network", "none", str(ignored_source))
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "line 2 COPY" in result.stderr
     assert ".dockerignore" in result.stderr
 
@@ -420,7 +424,7 @@ def test_several_sources_need_directory(minictr, tmp_path, busybox_rootfs):
         {"Dockerfile": f"FROM {busybox_rootfs}\nCOPY a b /target\n", "a": "", "b": ""},
     )
     result = minictr("build", "--network", "none", str(context))
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "must end with '/'" in result.stderr
 
 
@@ -448,9 +452,11 @@ def test_add_remote_url_is_rejected(minictr, tmp_path, busybox_rootfs):
         {"Dockerfile": f"FROM {busybox_rootfs}\nADD https://example.com/x /x\n"},
     )
     result = minictr("build", "--network", "none", str(context))
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "line 2 ADD" in result.stderr
     assert "not supported" in result.stderr
+    assert "RUN step" in result.stderr
+    assert "reach no network" not in result.stderr
 
 
 def test_run_deletion_becomes_whiteout(minictr, tmp_path, busybox_rootfs):
@@ -480,7 +486,7 @@ def test_failed_run_names_line_and_leaves_nothing(
         {"Dockerfile": f"FROM {busybox_rootfs}\n\nRUN echo before; exit 3\n"},
     )
     result = minictr("build", "--network", "none", "-t", "fail:1", str(context))
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "before" in result.stdout
     assert "line 3 RUN" in result.stderr
     assert "exit status 3" in result.stderr
@@ -491,7 +497,7 @@ def test_failed_run_names_line_and_leaves_nothing(
 def test_parse_error_names_line(minictr, tmp_path):
     context = write_context(tmp_path / "bad", {"Dockerfile": "FROM scratch\nENV X\n"})
     result = minictr("build", str(context))
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "Dockerfile line 2 ENV" in result.stderr
 
 
@@ -584,3 +590,101 @@ def test_from_stored_image_runs_onbuild(minictr, tmp_path, busybox_rootfs):
     config = inspect(minictr, "onbuild-child:1")["Config"]
     assert "OnBuild" not in config
     assert config["Env"] == ["A=1", "B=2"]
+
+
+def _free_subnet() -> str:
+    routes = subprocess.run(
+        ["ip", "-4", "route"], check=False, capture_output=True, text=True
+    ).stdout
+    for _ in range(100):
+        candidate = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        if f"{candidate}." not in routes:
+            return f"{candidate}.0/24"
+    raise AssertionError("no free test subnet")
+
+
+@pytest.fixture
+def build_network(minictr, state_dirs):
+    """A private bridge network for RUN steps, removed with its nftables table."""
+    pytest.importorskip("minicontainer.network")
+    name = f"bld{secrets.token_hex(3)}"
+    created = minictr("network", "create", "--subnet", _free_subnet(), name)
+    assert created.returncode == 0, created.stderr
+    yield name
+    minictr("network", "rm", name)
+    from minicontainer.network import firewall
+
+    subprocess.run(
+        ["nft", "delete", "table", "ip", firewall.table()],
+        check=False,
+        capture_output=True,
+    )
+
+
+def _running_build_container(state_dirs, timeout: float = 120) -> str:
+    """Wait until a RUN step's container runs; return its id."""
+    base = Path(state_dirs["root"]) / "containers"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for state_file in base.glob("*/state.json"):
+            try:
+                record = json.loads(state_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("status") == "running":
+                return state_file.parent.name
+        time.sleep(0.2)
+    raise AssertionError("the RUN step's container never reached running")
+
+
+@pytest.mark.parametrize(
+    ("signum", "expected_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_signal_cancels_build_and_cleans_up(
+    minictr, tmp_path, busybox_rootfs, state_dirs, build_network, signum, expected_code
+):
+    context = write_context(
+        tmp_path / "slow",
+        {"Dockerfile": f"FROM {busybox_rootfs}\nRUN sleep 1000\n"},
+    )
+    process = subprocess.Popen(
+        [*MINICTR, "build", "--network", build_network, "-t", "slow:1", str(context)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        container_id = _running_build_container(state_dirs)
+        inspect_network = minictr("network", "inspect", build_network)
+        leases = json.loads(inspect_network.stdout)[0]["leases"]
+        veths = [lease["host_ifname"] for lease in leases.values()]
+        assert len(leases) == 1
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == expected_code, stderr
+    assert stderr.strip().splitlines() == [
+        f"minictr: build cancelled by {signal.Signals(signum).name}"
+    ]
+    assert leftover_containers(state_dirs) == []
+    after = json.loads(minictr("network", "inspect", build_network).stdout)[0]
+    assert after["leases"] == {}
+    links = subprocess.run(
+        ["ip", "-o", "link"], capture_output=True, text=True, check=True
+    ).stdout
+    assert veths
+    for veth in veths:
+        assert f" {veth}@" not in links
+        assert f" {veth}:" not in links
+    from minicontainer.network import firewall
+
+    ruleset = subprocess.run(
+        ["nft", "list", "table", "ip", firewall.table()],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert container_id not in ruleset
+    assert minictr("images", "-q").stdout.strip() == ""
