@@ -147,6 +147,21 @@ def image_inspect(names: tuple[str, ...]) -> None:
     click.echo(json.dumps(result, indent=2))
 
 
+def _confirm(question: str) -> bool:
+    """Ask ``question`` on stdout; return True only for a y or yes answer."""
+    click.echo(f"{question} [y/N] ", nl=False)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        click.echo()
+        raise
+    if not answer or not sys.stdin.isatty():
+        # Only a terminal echoes the answer and its newline; otherwise the
+        # prompt's line is still open.
+        click.echo()
+    return answer.strip().lower() in ("y", "yes")
+
+
 @image_group.command("prune")
 @click.option(
     "-a",
@@ -157,10 +172,15 @@ def image_inspect(names: tuple[str, ...]) -> None:
 )
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def image_prune(all_unused: bool, force: bool) -> None:
-    """Remove untagged images that no container uses."""
+    """Remove untagged images that no container uses.
+
+    Asks for confirmation first unless -f is given. An answer other than y
+    or yes, or the end of input, removes nothing and exits with status 0.
+    """
     if not force:
         scope = "every image without a container" if all_unused else "untagged images"
-        click.confirm(f"This removes {scope}. Continue?", abort=True)
+        if not _confirm(f"This removes {scope}. Continue?"):
+            return
     removed, freed = _store().prune(all_unused=all_unused)
     for image_id in removed:
         click.echo(f"Deleted: {image_id}")

@@ -84,8 +84,17 @@ class _Archive:
     def __init__(self, path: str) -> None:
         try:
             self.tar = tarfile.open(path, "r:*")
-        except (OSError, tarfile.TarError) as exc:
-            raise ImageError(f"cannot read image archive {path}: {exc}") from exc
+        except OSError as exc:
+            raise ImageError(
+                f"cannot read image archive {path}: {exc.strerror}"
+            ) from exc
+        except tarfile.TarError as exc:
+            # tarfile lists why each compression failed, over several lines.
+            raise ImageError(
+                f"cannot read image archive {path}: not a tar archive "
+                "(plain, gzip, bzip2 or xz); give a file written by "
+                "'minictr save' or 'docker save'"
+            ) from exc
         self.path = path
         self.members = {
             m.name.removeprefix("./"): m for m in self.tar.getmembers() if m.isfile()
@@ -217,7 +226,21 @@ def save(store: ImageStore, names: list[str], output: str) -> list[Image]:
     index = {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": descriptors}
 
     directory = os.path.dirname(os.path.abspath(output))
-    fd, temp = tempfile.mkstemp(prefix=".tmp-save-", dir=directory)
+    if os.path.isdir(output):
+        raise InvalidArgument(
+            f"cannot save to {output!r}: it is a directory; name a file in it"
+        )
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".tmp-save-", dir=directory)
+    except FileNotFoundError:
+        raise InvalidArgument(
+            f"cannot save to {output!r}: the directory {directory!r} does not "
+            "exist; create it or choose another path"
+        ) from None
+    except OSError as exc:
+        raise ImageError(
+            f"cannot save to {output!r}: {exc.strerror} in {directory!r}"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as out:
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -230,6 +253,11 @@ def save(store: ImageStore, names: list[str], output: str) -> list[Image]:
             os.fsync(out.fileno())
         os.chmod(temp, 0o644)
         os.rename(temp, output)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ImageError(f"cannot save to {output!r}: {exc.strerror}{where}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

@@ -90,8 +90,10 @@ def parse_reference(text: str) -> Reference:
             f"invalid registry {registry!r} in image reference {text!r}"
         )
     if not _REPOSITORY_RE.fullmatch(repository):
+        # Name the repository as written, without the library/ added above.
+        written = repository if "/" in remainder else remainder
         raise InvalidArgument(
-            f"invalid repository name {repository!r} in image reference {text!r}: "
+            f"invalid repository name {written!r} in image reference {text!r}: "
             "use lowercase letters, digits and separators . _ - /"
         )
     if tag is None and digest is None:

@@ -495,7 +495,14 @@ class ImageStore:
         is set: then the tags go and the image stays, untagged, until no
         container uses it.
         """
-        image = self.lookup(text)
+        try:
+            image = self.lookup(text)
+        except NotFound:
+            # The lookup's hint to pull or import makes no sense for removal.
+            raise NotFound(
+                f"image {text!r} is not in the store: 'minictr images' lists "
+                "the stored images"
+            ) from None
         users = containers_using(self.root, image.id)
         tag = self._tag_named(image, text)
         if tag is not None:

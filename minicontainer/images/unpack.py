@@ -313,7 +313,13 @@ class _LayerTree:
     def _write_hard_link(
         self, member: tarfile.TarInfo, parent_fd: int, name: str
     ) -> None:
-        target = split_member_name(member.linkname)
+        try:
+            target = split_member_name(member.linkname)
+        except LayerError:
+            raise LayerError(
+                f"layer entry {member.name!r} is a hard link to "
+                f"{member.linkname!r}, which is outside the layer"
+            ) from None
         if not target:
             raise LayerError(f"layer entry {member.name!r} links to the root")
         target_fd = self.open_directory(target[:-1], False, member.name)

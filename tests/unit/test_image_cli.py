@@ -96,3 +96,25 @@ def test_pull_progress_lines_without_terminal():
         "abababababab: Downloading 0B/2kB",
         "abababababab: Pull complete",
     ]
+
+
+@pytest.mark.parametrize("answer", ["n\n", "", "no\n"])
+def test_image_prune_declined_removes_nothing(cli, rootfs, answer):
+    runner = CliRunner()
+    runner.invoke(cli, ["import", str(rootfs), "lab/site:v1"])
+    runner.invoke(cli, ["tag", "lab/site:v1", "lab/site:v2"])
+    result = runner.invoke(cli, ["image", "prune", "-a"], input=answer)
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("Continue? [y/N] \n")
+    assert "Total reclaimed space" not in result.output
+    listed = runner.invoke(cli, ["images", "-q"]).output.split()
+    assert len(listed) == 1
+
+
+def test_image_prune_yes_removes_unused(cli, rootfs):
+    runner = CliRunner()
+    runner.invoke(cli, ["import", str(rootfs), "lab/site:v1"])
+    result = runner.invoke(cli, ["image", "prune", "-a"], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "Deleted: sha256:" in result.output
+    assert runner.invoke(cli, ["images", "-q"]).output.split() == []

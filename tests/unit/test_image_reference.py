@@ -72,3 +72,15 @@ def test_reference_docker_hub_api_host():
 def test_reference_invalid_rejected(text):
     with pytest.raises(InvalidArgument):
         parse_reference(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("BAD NAME", "'BAD NAME'"), ("lab/BAD", "'lab/BAD'"), ("ghcr.io/A/b", "'A/b'")],
+)
+def test_reference_error_shows_name_as_written(text, shown):
+    with pytest.raises(InvalidArgument) as raised:
+        parse_reference(text)
+    message = str(raised.value)
+    assert f"invalid repository name {shown}" in message
+    assert "library/" not in message

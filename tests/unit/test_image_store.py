@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from minicontainer.errors import Conflict, NotFound
+from minicontainer.errors import Conflict, InvalidArgument, NotFound
 from minicontainer.images import resolve_for_run
 from minicontainer.images.archive import import_rootfs, load, save
 from minicontainer.images.errors import DigestMismatch, ImageError
@@ -228,3 +228,48 @@ def test_garbage_collection_waits_for_ingest(store, imported):
     assert store.collect_garbage() > 0
     assert not store.has_blob(digest)
     assert store.lookup("lab/one:v1").id == imported.id
+
+
+def test_load_of_non_tar_gives_one_line(store, tmp_path):
+    not_a_tar = tmp_path / "notes.txt"
+    not_a_tar.write_text("not an archive\n")
+    with pytest.raises(ImageError) as raised:
+        load(store, str(not_a_tar))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert str(not_a_tar) in message
+    assert "not a tar archive" in message
+
+
+def test_rmi_missing_image_points_at_images(store):
+    with pytest.raises(NotFound) as raised:
+        store.remove("nosuch:1")
+    message = str(raised.value)
+    assert "'nosuch:1' is not in the store" in message
+    assert "minictr images" in message
+    assert "pull" not in message
+
+
+def test_save_into_missing_directory_names_path(store, imported, tmp_path):
+    output = tmp_path / "missing" / "x.tar"
+    with pytest.raises(InvalidArgument) as raised:
+        save(store, ["lab/one:v1"], str(output))
+    assert repr(str(output)) in str(raised.value)
+    assert "does not exist" in str(raised.value)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_save_onto_directory_is_rejected(store, imported, tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        save(store, ["lab/one:v1"], str(target))
+    assert os.listdir(target) == []
+
+
+def test_save_failure_leaves_no_temporary_file(store, imported, tmp_path):
+    os.unlink(store.blob_path(imported.layers[0]["digest"]))
+    with pytest.raises(ImageError, match="cannot save to"):
+        save(store, ["lab/one:v1"], str(tmp_path / "x.tar"))
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp-save-")] == []
+    assert not (tmp_path / "x.tar").exists()

@@ -57,7 +57,7 @@ def login(minictr, host: str, password: str = REGISTRY_PASSWORD):
 
 def test_basic_auth_pull_without_login_fails(minictr, pushed_auth_image, docker_config):
     result = minictr("pull", "--insecure-registry", pushed_auth_image)
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "minictr login" in result.stderr
 
 
@@ -79,7 +79,7 @@ def test_basic_auth_wrong_password_rejected(
     minictr, auth_registry, docker_config, state_dirs
 ):
     result = login(minictr, auth_registry.host, password="wrong")
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "rejected the credentials" in result.stderr
     assert not (Path(state_dirs["root"]) / "auth.json").exists()
 
@@ -91,7 +91,7 @@ def test_logout_forgets_credentials(
     result = minictr("logout", auth_registry.host)
     assert result.returncode == 0, result.stderr
     pulled = minictr("pull", "--insecure-registry", pushed_auth_image)
-    assert pulled.returncode == 125
+    assert pulled.returncode == 1
     assert "minictr login" in pulled.stderr
 
 
