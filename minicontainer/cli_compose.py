@@ -161,7 +161,7 @@ def ps(ctx: click.Context, show_all: bool) -> None:
     rows = compose_project.ps_rows(project)
     if not show_all:
         rows = [row for row in rows if row["STATUS"].startswith("Up")]
-    columns = ("NAME", "SERVICE", "STATUS", "PORTS")
+    columns = ("NAME", "IMAGE", "SERVICE", "STATUS", "PORTS")
     widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in columns}
     for row in [dict(zip(columns, columns, strict=True))] + rows:
         click.echo("   ".join(row[c].ljust(widths[c]) for c in columns).rstrip())

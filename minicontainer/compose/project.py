@@ -255,8 +255,13 @@ def config_hash(project: Project, service: Service) -> str:
 # ---------------------------------------------------------------- networks, volumes
 
 
-def ensure_networks(project: Project, services: list[str]) -> None:
-    """Create the networks that ``services`` use and that do not exist yet."""
+def ensure_networks(
+    project: Project, services: list[str], created: list[str] | None = None
+) -> None:
+    """Create the networks that ``services`` use and that do not exist yet.
+
+    Appends the name of each network it creates to ``created``.
+    """
     from ..network import ipam, manage
 
     keys = {n.key for name in services for n in project.services[name].networks}
@@ -274,10 +279,17 @@ def ensure_networks(project: Project, services: list[str]) -> None:
         labels = {**definition.labels, LABEL_PROJECT: project.name, LABEL_NETWORK: key}
         log.debug("create network %s", definition.name)
         manage.create(definition.name, definition.subnet, definition.gateway, labels)
+        if created is not None:
+            created.append(definition.name)
 
 
-def ensure_volumes(project: Project, services: list[str]) -> None:
-    """Create the named volumes that ``services`` mount and that do not exist yet."""
+def ensure_volumes(
+    project: Project, services: list[str], created: list[str] | None = None
+) -> None:
+    """Create the named volumes that ``services`` mount and that do not exist yet.
+
+    Appends the name of each volume it creates to ``created``.
+    """
     from ..mounts import volumes
 
     keys = {
@@ -302,6 +314,8 @@ def ensure_volumes(project: Project, services: list[str]) -> None:
                 LABEL_VOLUME: key,
             }
             volumes.create(definition.name, labels)
+            if created is not None:
+                created.append(definition.name)
 
 
 def _project_networks(project_name: str) -> list[str]:
@@ -403,15 +417,46 @@ def up(
     Returns the project's containers.
     """
     order = graph.start_order(project, services)
-    ensure_networks(project, order)
-    ensure_volumes(project, order)
-    build_images(project, order, output, force=build)
-    for name in order:
-        service = project.services[name]
-        for dependency in service.depends_on:
-            wait_for_condition(project, name, dependency.service, dependency.condition)
-        ensure_container(project, service, output)
+    existing = {container.id for container in containers_of(project.name)}
+    networks: list[str] = []
+    volumes: list[str] = []
+    try:
+        ensure_networks(project, order, networks)
+        ensure_volumes(project, order, volumes)
+        build_images(project, order, output, force=build)
+        for name in order:
+            service = project.services[name]
+            for dependency in service.depends_on:
+                wait_for_condition(
+                    project, name, dependency.service, dependency.condition
+                )
+            ensure_container(project, service, output)
+    except errors.MinictrError:
+        if {c.id for c in containers_of(project.name)} <= existing:
+            _remove_created(networks, volumes)
+        raise
     return containers_of(project.name)
+
+
+def _remove_created(networks: list[str], volumes: list[str]) -> None:
+    """Undo a failed ``up`` that created no container: its networks and volumes.
+
+    Once a container exists, the networks and volumes stay for ``down``, as
+    in Compose, because the container refers to them.
+    """
+    from ..mounts import volumes as volume_store
+    from ..network import manage
+
+    for name in networks:
+        try:
+            manage.remove(name)
+        except errors.MinictrError as exc:
+            log.warning("cannot remove network %s after the failed up: %s", name, exc)
+    for name in volumes:
+        try:
+            volume_store.remove(name)
+        except errors.MinictrError as exc:
+            log.warning("cannot remove volume %s after the failed up: %s", name, exc)
 
 
 def ensure_container(project: Project, service: Service, output: Output) -> str:
@@ -674,8 +719,11 @@ def down(
 
 
 def ps_rows(project: Project) -> list[dict[str, str]]:
-    """Return one row per container: NAME, SERVICE, STATUS and PORTS."""
-    from .. import inspection, lifecycle
+    """Return one row per container: NAME, IMAGE, SERVICE, STATUS and PORTS.
+
+    IMAGE is the reference the service named, not the image ID it resolved to.
+    """
+    from .. import inspection, lifecycle, state
     from ..network import published_ports
     from ..network.ports import format_mapping
 
@@ -687,9 +735,14 @@ def ps_rows(project: Project) -> list[dict[str, str]]:
         if health and record["status"] == "running":
             status += f" ({health})"
         ports = ", ".join(format_mapping(p) for p in published_ports(container.id))
+        try:
+            image = state.read_config(container.id).rootfs
+        except (OSError, ValueError):
+            image = ""  # removed while listing
         rows.append(
             {
                 "NAME": container.name,
+                "IMAGE": image,
                 "SERVICE": container.service,
                 "STATUS": status,
                 "PORTS": ports,

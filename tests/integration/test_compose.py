@@ -128,6 +128,9 @@ def test_compose_shop_lifecycle(shop, state_dirs):
     ps = shop("ps")
     assert ps.returncode == 0, ps.stderr
     assert f"{project}-db-1" in ps.stdout
+    assert ps.stdout.split()[:2] == ["NAME", "IMAGE"]
+    assert shop.env["BASE_IMAGE"] in ps.stdout
+    assert "sha256:" not in ps.stdout
     assert "(healthy)" in ps.stdout
     assert f"127.0.0.1:{shop.env['WEB_PORT']}" in ps.stdout
 
@@ -238,10 +241,42 @@ def test_compose_cycle_fails_before_anything_starts(tmp_path, minictr, state_dir
         "  b: {image: busybox, depends_on: [a]}\n"
     )
     result = minictr("compose", "up", "-d", cwd=tmp_path)
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "dependency cycle" in result.stderr
     assert container_dirs(state_dirs) == []
     assert not (Path(state_dirs["root"]) / "networks").exists() or not any(
         name.startswith(tmp_path.name.lower())
         for name in os.listdir(Path(state_dirs["root"]) / "networks")
     )
+
+
+@pytest.mark.parametrize(
+    ("service", "reason"),
+    [
+        ("image: no-such-image-{tag}:1", "not found"),
+        ("image: {base}\n    volumes: ['/tmp:/proc']", "invalid mount"),
+    ],
+    ids=["missing-image", "invalid-mount"],
+)
+def test_failed_up_removes_what_it_created(
+    tmp_path, minictr, base_image, state_dirs, service, reason
+):
+    tag = uuid.uuid4().hex[:8]
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  app:\n"
+        f"    {service.format(base=base_image, tag=tag)}\n"
+        "    command: ['sleep', '60']\n"
+    )
+    project = f"fail{tag}"
+    try:
+        result = minictr("compose", "-p", project, "up", "-d", cwd=tmp_path)
+        assert result.returncode != 0
+        assert reason.format(tag=tag) in result.stderr
+        assert "Traceback" not in result.stderr
+        assert container_dirs(state_dirs) == []
+        assert network_record(state_dirs, f"{project}_default") is None
+        listed = minictr("network", "ls").stdout
+        assert f"{project}_default" not in listed
+    finally:
+        minictr("compose", "-p", project, "down", "-v", cwd=tmp_path)
