@@ -20,11 +20,13 @@ import os
 import shutil
 import stat
 
+from ..errors import InvalidArgument
 from ..paths import resolve_in_root
 
 log = logging.getLogger(__name__)
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
+_MAX_SYMLINKS = 40  # the kernel's limit for one path walk
 
 
 def image_sources(lower_dirs: list[str], destination: str) -> list[str]:
@@ -47,6 +49,65 @@ def image_sources(lower_dirs: list[str], destination: str) -> list[str]:
             break
     sources.reverse()
     return sources
+
+
+def resolve_in_layers(layers: list[str], path: str) -> str:
+    """Return the container path that ``path`` names in the merged ``layers``.
+
+    ``layers`` are host directories, top first, as overlayfs stacks them.
+    Symlinks are followed the way the container will see them once the
+    overlay is mounted (an absolute link restarts at the root, ``..`` stops
+    there), so the result tells before anything is created where a mount
+    target would land. Missing components are kept as they are.
+    """
+    remaining = [part for part in path.split("/") if part not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while remaining:
+        part = remaining.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        directories = list(layers)
+        for name in resolved:
+            directories = _lookup(directories, name)[1]
+        link, _ = _lookup(directories, part)
+        if link is None:
+            resolved.append(part)
+            continue
+        links += 1
+        if links > _MAX_SYMLINKS:
+            raise InvalidArgument(f"too many symbolic links resolving {path!r}")
+        if link.startswith("/"):
+            resolved = []
+        remaining = [p for p in link.split("/") if p not in ("", ".")] + remaining
+    return "/" + "/".join(resolved)
+
+
+def _lookup(directories: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Look ``name`` up in one merged directory made of ``directories``.
+
+    Returns the link target when the visible entry is a symlink, and the
+    host directories that make up the entry when it is a directory. As in
+    overlayfs, the top layer that has the name decides what it is, and a
+    whiteout, a file or an opaque directory hides the layers below.
+    """
+    found: list[str] = []
+    for directory in directories:
+        path = os.path.join(directory, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(info.st_mode) and not found:
+            return os.readlink(path), []
+        if not stat.S_ISDIR(info.st_mode):
+            break
+        found.append(path)
+        if _is_opaque(path):
+            break
+    return None, found
 
 
 def fill_volume(lower_dirs: list[str], destination: str, data_dir: str) -> bool:

@@ -29,7 +29,7 @@ from ..config import ContainerConfig
 from ..errors import InvalidArgument, KernelError
 from ..paths import resolve_in_root
 from ..steps import Mount, Step
-from . import copyup, volumes
+from . import copyup, spec, volumes
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def prepare(config: ContainerConfig, container_dir: str) -> None:
     created_volumes: list[str] = []
     try:
         config.mounts = _expand_volumes_from(config.mounts, config.id)
+        _check_image_targets(config.mounts, container_dir, config.lower_dirs)
         with volumes.locked():
             for entry in config.mounts:
                 if entry["Type"] == "bind":
@@ -117,6 +118,33 @@ def _expand_volumes_from(
             taken.add(copied["Destination"])
             result.append(copied)
     return result
+
+
+def _check_image_targets(
+    entries: list[dict[str, Any]], container_dir: str, lower_dirs: list[str]
+) -> None:
+    """Reject a target that a symlink in the image leads onto a reserved path.
+
+    This runs before anything is created, so a rejected mount leaves no host
+    directory or volume behind. ``UserMount`` checks again in PID 1, where
+    the merged root is real.
+    """
+    layers = [os.path.join(container_dir, "upper"), *lower_dirs]
+    for entry in entries:
+        target = entry.get("Destination")
+        if not target:
+            continue
+        inside = copyup.resolve_in_layers(layers, target)
+        if spec.is_reserved_target(inside):
+            raise reserved_target_error(target, inside)
+
+
+def reserved_target_error(target: str, inside: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"invalid mount target {target}: a symbolic link leads it to {inside},"
+        " which the runtime sets up itself; choose a path that is not a link"
+        " to it"
+    )
 
 
 def _prepare_bind(entry: dict[str, Any], created_paths: list[str]) -> None:
@@ -237,7 +265,9 @@ def _bind_steps(entry: dict[str, Any], merged: str) -> list[Step]:
     make = "dir" if os.path.isdir(source) else "file"
     destination = entry["Destination"]
     steps: list[Step] = [
-        Mount(source, destination, None, sc.MS_BIND | sc.MS_REC, root=merged, make=make)
+        UserMount(
+            source, destination, None, sc.MS_BIND | sc.MS_REC, root=merged, make=make
+        )
     ]
     propagation = entry.get("Propagation") or "rprivate"
     # NOTE: the runtime makes "/" rprivate right after unshare, so the bind
@@ -251,7 +281,7 @@ def _bind_steps(entry: dict[str, Any], merged: str) -> list[Step]:
     return steps
 
 
-def _tmpfs_step(entry: dict[str, Any], merged: str) -> Mount:
+def _tmpfs_step(entry: dict[str, Any], merged: str) -> UserMount:
     flags = 0 if entry.get("RW", True) else sc.MS_RDONLY
     data = []
     for option in entry.get("Options", []):
@@ -259,7 +289,7 @@ def _tmpfs_step(entry: dict[str, Any], merged: str) -> Mount:
             flags |= _TMPFS_FLAGS.get(option, 0)
         else:
             data.append(option)
-    return Mount(
+    return UserMount(
         "tmpfs",
         entry["Destination"],
         "tmpfs",
@@ -267,6 +297,38 @@ def _tmpfs_step(entry: dict[str, Any], merged: str) -> Mount:
         ",".join(data) or None,
         root=merged,
     )
+
+
+@dataclass
+class UserMount(Mount):
+    """A mount the user requested, rejected when its target is the runtime's own.
+
+    The options were checked when they were parsed, but a symlink in the
+    image (``/data -> /proc``, ``/a/b -> ../..``) can still lead a target
+    onto /proc, /sys or /dev. The target is resolved again here, in PID 1
+    just before the mount, because the container's root only exists from
+    then on and an earlier mount in the list may have added symlinks.
+    """
+
+    def apply(self) -> None:
+        if self.root:
+            check_resolved_target(self.root, self.target)
+        super().apply()
+
+
+def check_resolved_target(root: str, target: str) -> None:
+    """Raise InvalidArgument when ``target`` resolves onto a reserved path.
+
+    ``root`` is the host path of the container's root and ``target`` a path
+    inside it; symlinks are followed as the container would see them.
+    """
+    host_path = resolve_in_root(root, target)
+    inside = "/" + os.path.relpath(host_path, os.path.realpath(root))
+    inside = os.path.normpath(inside)
+    if inside.startswith("//"):
+        inside = "/" + inside.lstrip("/")
+    if spec.is_reserved_target(inside):
+        raise reserved_target_error(target, inside)
 
 
 @dataclass

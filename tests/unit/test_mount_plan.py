@@ -10,8 +10,8 @@ import pytest
 from minicontainer import syscalls as sc
 from minicontainer.config import ContainerConfig, ProcessConfig
 from minicontainer.errors import Conflict, InvalidArgument, NotFound
-from minicontainer.mounts import plan, spec, volumes
-from minicontainer.steps import Mount
+from minicontainer.mounts import copyup, plan, spec, volumes
+from minicontainer.mounts.plan import UserMount
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_volume_steps_order_and_flags(tmp_path):
     )
     steps = plan.volume_steps(config, "/unused", "/merged")
 
-    assert steps[0] == Mount(
+    assert steps[0] == UserMount(
         "tmpfs",
         "/a",
         "tmpfs",
@@ -174,7 +174,7 @@ def test_volume_steps_order_and_flags(tmp_path):
         "size=1048576",
         root="/merged",
     )
-    assert steps[1] == Mount(
+    assert steps[1] == UserMount(
         str(source), "/a/b", None, sc.MS_BIND | sc.MS_REC, root="/merged"
     )
     assert steps[2] == plan.ReadOnlyRemount("/a/b", root="/merged")
@@ -186,6 +186,84 @@ def test_volume_steps_reject_unresolved_entries():
     config = make_config([{"Type": "volumes-from", "Container": "x", "Mode": ""}])
     with pytest.raises(InvalidArgument, match="not resolved"):
         plan.volume_steps(config, "/unused", "/merged")
+
+
+@pytest.fixture
+def hostile_root(tmp_path):
+    """A container root whose symlinks lead onto the runtime's own paths."""
+    root = tmp_path / "root"
+    for directory in ("proc", "sys/kernel", "dev", "sub", "srv/data"):
+        (root / directory).mkdir(parents=True)
+    os.symlink("/proc", root / "absolute")
+    os.symlink("../..", root / "sub" / "up")
+    os.symlink("sub/up/sys", root / "chained")
+    os.symlink("../../dev", root / "srv" / "relative")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("target", "resolved"),
+    [
+        ("/absolute", "/proc"),
+        ("/absolute/self", "/proc/self"),
+        ("/sub/up/proc", "/proc"),
+        ("/sub/up", "/"),
+        ("/chained/kernel", "/sys/kernel"),
+        ("/srv/relative", "/dev"),
+    ],
+)
+def test_symlink_to_reserved_path_rejected(hostile_root, target, resolved):
+    message = f"invalid mount target {target}: a symbolic link leads it to {resolved},"
+    with pytest.raises(InvalidArgument, match=message):
+        plan.check_resolved_target(str(hostile_root), target)
+
+
+@pytest.mark.parametrize("target", ["/srv/data", "/srv/relative/shm", "/sub/x"])
+def test_symlink_elsewhere_is_allowed(hostile_root, target):
+    plan.check_resolved_target(str(hostile_root), target)
+
+
+def test_user_mount_rejects_before_mkdir(hostile_root, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sc, "mount", lambda *args: calls.append(args))
+    step = UserMount("tmpfs", "/absolute/new", "tmpfs", root=str(hostile_root))
+    with pytest.raises(InvalidArgument, match="leads it to /proc/new"):
+        step.apply()
+    assert calls == []
+    assert not (hostile_root / "proc" / "new").exists()
+
+
+def test_prepare_rejects_image_symlink_first(state_root, tmp_path, hostile_root):
+    source = tmp_path / "missing-source"
+    config = make_config(
+        [
+            spec.parse_volume(f"{source}:/srv/data"),
+            spec.parse_volume("fresh-volume:/sub/up/dev"),
+        ]
+    )
+    config.lower_dirs = [str(hostile_root)]
+    directory = store_config(state_root, config)
+    with pytest.raises(InvalidArgument, match="/sub/up/dev: a symbolic link leads"):
+        plan.prepare(config, directory)
+    assert not source.exists()
+    assert not (state_root / "volumes").exists()
+
+
+def test_layers_resolve_as_the_merged_root_shows_them(tmp_path):
+    upper, top, bottom = (tmp_path / name for name in ("upper", "top", "bottom"))
+    for layer in (upper, top, bottom):
+        layer.mkdir()
+    os.symlink("/proc", bottom / "hidden")
+    (top / "hidden").mkdir()
+    (bottom / "deep").mkdir()
+    os.symlink("../sys", bottom / "deep" / "link")
+    os.symlink("/dev", upper / "new")
+    layers = [str(upper), str(top), str(bottom)]
+
+    assert copyup.resolve_in_layers(layers, "/hidden/x") == "/hidden/x"
+    assert copyup.resolve_in_layers(layers, "/deep/link/k") == "/sys/k"
+    assert copyup.resolve_in_layers(layers, "/new") == "/dev"
+    assert copyup.resolve_in_layers(layers, "/missing/../new/pts") == "/dev/pts"
 
 
 MOUNTINFO = """\
