@@ -54,6 +54,11 @@ _SIZE_UNITS = {
     "t": 1 << 40,
     "p": 1 << 50,
 }
+# The largest byte count the kernel takes: cgroup files and tmpfs parse
+# sizes into a signed 64-bit number (page_counter_memparse, memparse).
+MAX_SIZE = 2**63 - 1
+SIZE_UNITS_TEXT = "b, k, m, g, t or p"
+
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
 _CPU_LIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -63,7 +68,8 @@ def parse_size(value: str | int, option: str) -> int:
     """Parse a size such as ``64m``, ``1.5g``, ``512k`` or ``100`` into bytes.
 
     Suffixes are binary (k = 1024), as in Docker; a trailing ``b`` or ``ib`` is
-    accepted. Fractions of a byte are dropped.
+    accepted. Fractions of a byte are dropped. A size above ``MAX_SIZE`` is
+    an error, because the kernel would not store it as given.
     """
     if isinstance(value, int):
         return value
@@ -74,11 +80,17 @@ def parse_size(value: str | int, option: str) -> int:
     if not match:
         raise InvalidArgument(
             f"invalid size {value!r} for {option}: use a number with an optional"
-            " unit b, k, m, g, t or p (for example 64m)"
+            f" unit {SIZE_UNITS_TEXT} (for example 64m)"
         )
     number, unit = match.groups()
     exact = Decimal(number) * _SIZE_UNITS[unit.lower()]
-    return int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    size = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    if size > MAX_SIZE:
+        raise InvalidArgument(
+            f"invalid size {value!r} for {option}: {size} bytes is more than the"
+            f" kernel accepts ({MAX_SIZE} bytes, just under 8192p)"
+        )
+    return size
 
 
 def parse_cpu_list(value: str) -> set[int]:
@@ -272,12 +284,13 @@ def _parse_pids(kwargs: dict[str, Any]) -> dict[str, int]:
         limit = int(value)
     except (TypeError, ValueError):
         raise InvalidArgument(
-            f"invalid --pids-limit {value!r}: use a whole number, or -1 for unlimited"
+            f"invalid --pids-limit {value!r}: use a whole number; 0 or -1 mean"
+            " unlimited"
         ) from None
     if limit < -1:
         raise InvalidArgument(
-            f"invalid --pids-limit {value!r}: use a positive number, or -1 for"
-            " unlimited"
+            f"invalid --pids-limit {value!r}: use a positive number, or 0 or -1"
+            " for unlimited"
         )
     # 0 and -1 mean unlimited, which is what a new cgroup has already.
     return {"limit": limit} if limit > 0 else {}
@@ -359,8 +372,9 @@ def parse_resources(kwargs: dict[str, Any]) -> dict[str, Any]:
 def validate_cgroup_parent(value: str | None) -> str:
     """Check a ``--cgroup-parent`` value and return it without slashes at the ends.
 
-    The parent is a relative path below the root of each cgroup hierarchy, such
-    as ``minictr`` or ``lab/students``.
+    The parent is a path below the root of each cgroup hierarchy, such as
+    ``minictr`` or ``lab/students``. As in Docker, an absolute ``/lab/students``
+    is accepted and means the same path, from each hierarchy's root.
     """
     if not value:
         return "minictr"

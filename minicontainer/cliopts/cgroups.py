@@ -18,7 +18,8 @@ OPTIONS = [
         "-m",
         "--memory",
         default=None,
-        help="Memory limit in bytes, or with a unit b, k, m or g (for example 64m).",
+        help="Memory limit in bytes, or with a unit b, k, m, g, t or p (for"
+        " example 64m).",
     ),
     click.option(
         "--memory-swap",
@@ -57,19 +58,19 @@ OPTIONS = [
         "--pids-limit",
         type=int,
         default=None,
-        help="Maximum number of processes and threads; -1 for unlimited.",
+        help="Maximum number of processes and threads; 0 or -1 for unlimited.",
     ),
     click.option(
         "--device-read-bps",
         multiple=True,
         help="Read rate limit of a block device, DEVICE:RATE in bytes per second"
-        " with a unit b, k, m or g (for example /dev/sda:1m). Repeatable.",
+        " with a unit b, k, m, g, t or p (for example /dev/sda:1m). Repeatable.",
     ),
     click.option(
         "--device-write-bps",
         multiple=True,
         help="Write rate limit of a block device, DEVICE:RATE in bytes per second"
-        " with a unit b, k, m or g (for example /dev/sda:1m). Repeatable.",
+        " with a unit b, k, m, g, t or p (for example /dev/sda:1m). Repeatable.",
     ),
     click.option(
         "--blkio-weight",
@@ -81,7 +82,9 @@ OPTIONS = [
         "--cgroup-parent",
         default=None,
         help="Parent cgroup of the container's cgroup, a path below the root of"
-        " each hierarchy (default: minictr).",
+        " each hierarchy: lab/students and /lab/students are the same. A parent"
+        " that minictr creates is removed again once its last container is gone"
+        " (default: minictr, which stays).",
     ),
 ]
 

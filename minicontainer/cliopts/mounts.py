@@ -27,7 +27,8 @@ OPTIONS = [
         metavar="type=bind|volume|tmpfs,...",
         help=(
             "Mount with explicit fields: type, source, target, readonly,"
-            " bind-propagation, volume-nocopy, tmpfs-size (bytes or 64m),"
+            " bind-propagation, volume-nocopy, tmpfs-size (bytes, or with a unit b,"
+            " k, m, g, t or p, for example 64m),"
             " tmpfs-mode (octal). A missing bind source is an error."
         ),
     ),
@@ -37,7 +38,8 @@ OPTIONS = [
         multiple=True,
         metavar="PATH[:OPTS]",
         help=(
-            "Mount a tmpfs at PATH. OPTS: size=64m, mode=1777, uid, gid,"
+            "Mount a tmpfs at PATH. OPTS: size (bytes, or with a unit b, k, m, g,"
+            " t or p, for example size=64m), mode=1777, uid, gid,"
             " nr_inodes, ro, exec, suid, dev (default noexec,nosuid,nodev)."
         ),
     ),

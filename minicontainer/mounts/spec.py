@@ -28,6 +28,7 @@ import re
 import secrets
 from typing import Any
 
+from ..cgroups import limits
 from ..errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,6 @@ TMPFS_FLAGS = ("ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev")
 TMPFS_DATA_KEYS = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks")
 TMPFS_DEFAULT_FLAGS = ["noexec", "nosuid", "nodev"]
 
-_SIZE = re.compile(r"^(\d+)([kmgt]?)b?$", re.IGNORECASE)
-_SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
 
 def validate_volume_name(name: str) -> None:
     """Raise InvalidArgument unless ``name`` can name a volume directory."""
@@ -61,9 +59,16 @@ def validate_volume_name(name: str) -> None:
         )
     if not VOLUME_NAME.match(name):
         raise InvalidArgument(
-            f"invalid volume name {name!r}: use at least two of letters, digits,"
-            " '_', '.' and '-', starting with a letter or digit"
+            f"invalid volume name {name!r}: a name is two or more characters,"
+            " letters, digits, '_', '.' or '-', and starts with a letter or digit"
         )
+
+
+def is_reserved_target(path: str) -> bool:
+    """Return whether the normalized container path ``path`` is the runtime's own."""
+    return path in RESERVED_TARGETS or any(
+        path.startswith(tree + "/") for tree in RESERVED_TREES
+    )
 
 
 def normalize_target(target: str, value: str) -> str:
@@ -80,10 +85,7 @@ def normalize_target(target: str, value: str) -> str:
     path = posixpath.normpath(target)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")
-    reserved = path in RESERVED_TARGETS or any(
-        path.startswith(tree + "/") for tree in RESERVED_TREES
-    )
-    if reserved:
+    if is_reserved_target(path):
         raise InvalidArgument(
             f"invalid mount {value!r}: {path} is set up by the runtime and cannot be"
             " a mount target"
@@ -106,6 +108,12 @@ def parse_volume(value: str) -> dict[str, Any]:
         source, target, options = parts[0], parts[1], ""
     else:
         source, target, options = parts
+    if len(parts) > 1 and not parts[0]:
+        raise InvalidArgument(
+            f"invalid volume {value!r}: the source before ':' is empty; give a host"
+            " path or a volume name, or only the container path for an anonymous"
+            " volume"
+        )
     destination = normalize_target(target, value)
     read_only, propagation, nocopy = _parse_volume_options(options, value)
 
@@ -277,14 +285,18 @@ def _tmpfs_value(key: str, raw: str, value: str) -> str:
 
 
 def parse_size(raw: str, value: str) -> int:
-    """Return ``raw`` (``67108864``, ``64m``, ``1g``) in bytes."""
-    match = _SIZE.match(raw.strip())
-    if not match or int(match.group(1)) == 0:
+    """Return ``raw`` (``67108864``, ``64m``, ``1g``) in bytes.
+
+    The units are those of ``--memory``, as in Docker. Zero is rejected,
+    because tmpfs reads ``size=0`` as no limit at all.
+    """
+    size = limits.parse_size(raw, f"tmpfs {value!r}")
+    if size <= 0:
         raise InvalidArgument(
             f"invalid size {raw!r} in {value!r}: give a positive number of bytes,"
-            " optionally with a k, m, g or t suffix"
+            f" optionally with a unit {limits.SIZE_UNITS_TEXT}"
         )
-    return int(match.group(1)) * _SIZE_FACTORS[match.group(2).lower()]
+    return size
 
 
 def parse_mode(raw: str, value: str) -> int:

@@ -165,7 +165,8 @@ def test_volume_rm_rejected_while_in_use(minictr, busybox_rootfs, volume_name):
     assert kept.returncode == 0, kept.stderr
 
     removal = minictr("volume", "rm", volume_name)
-    assert removal.returncode == 125
+    # Docker exits 1 when a command other than run, create or exec fails.
+    assert removal.returncode == 1
     assert f"volume {volume_name} is in use by container" in removal.stderr
     assert minictr("volume", "ls", "-q").stdout.split() == [volume_name]
 
@@ -488,6 +489,91 @@ def test_symlinked_workdir_stays_inside(minictr, custom_rootfs, host_marker, lin
     assert_marker_untouched(host_marker)
 
 
+@pytest.fixture
+def reserved_links_rootfs(tmp_path, busybox_rootfs) -> Path:
+    """A copy of the sample rootfs whose symlinks lead onto /proc, /sys and /dev."""
+    root = tmp_path / "reserved-links"
+    shutil.copytree(busybox_rootfs, root, symlinks=True)
+    os.symlink("/proc", root / "data3")
+    (root / "sub").mkdir()
+    os.symlink("../..", root / "sub" / "up")
+    os.symlink("sub/up/sys", root / "chained")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "resolved"),
+    [
+        ("-v", "/data3", "/proc"),
+        ("--tmpfs", "/data3", "/proc"),
+        ("-v", "/sub/up/proc", "/proc"),
+        ("-v", "/chained/kernel", "/sys/kernel"),
+        ("--tmpfs", "/sub/up/dev", "/dev"),
+        ("-v", "/sub/up", "/"),
+    ],
+)
+def test_symlink_to_reserved_path_rejected(
+    minictr, reserved_links_rootfs, state_dirs, tmp_path, option, target, resolved
+):
+    source = tmp_path / "new-host-dir"
+    value = f"{source}:{target}" if option == "-v" else target
+    result = minictr(
+        "run", "--rm", option, value, str(reserved_links_rootfs), "ls", "/proc"
+    )
+    assert result.returncode == 125
+    assert result.stderr == (
+        f"minictr: invalid mount target {target}: a symbolic link leads it to"
+        f" {resolved}, which the runtime sets up itself; choose a path that is not"
+        " a link to it\n"
+    )
+    assert not source.exists()
+    assert container_ids(state_dirs) == []
+
+
+def test_symlink_from_bind_rejected_in_pid1(
+    minictr, busybox_rootfs, state_dirs, tmp_path
+):
+    # The link comes from a bind mount, not the image, so only the check that
+    # PID 1 makes just before the tmpfs mount can see it.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.symlink("/proc", shared / "p")
+    result = minictr(
+        "run",
+        "--rm",
+        "-v",
+        f"{shared}:/a",
+        "--tmpfs",
+        "/a/p",
+        str(busybox_rootfs),
+        "ls",
+        "/proc/self",
+    )
+    assert result.returncode == 125
+    assert "invalid mount target /a/p: a symbolic link leads it to /proc," in (
+        result.stderr
+    )
+    assert container_ids(state_dirs) == []
+    assert os.listdir(shared) == ["p"]
+
+
+def test_symlink_elsewhere_still_works(minictr, reserved_links_rootfs, tmp_path):
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "file").write_text("inside\n")
+    result = minictr(
+        "run",
+        "--rm",
+        "-v",
+        f"{source}:/sub/up/srv/data",
+        str(reserved_links_rootfs),
+        "cat",
+        "/srv/data/file",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "inside\n"
+
+
 # ---- validation -------------------------------------------------------------
 
 
@@ -496,6 +582,8 @@ def test_symlinked_workdir_stays_inside(minictr, custom_rootfs, host_marker, lin
     [
         ["-v", "/tmp:relative"],
         ["-v", "/tmp:/proc"],
+        ["-v", ":/x"],
+        ["-v", "-x:/data"],
         ["-v", "/tmp:/"],
         ["-v", "/tmp:/data:bogus"],
         ["--mount", "type=volume,source=a/b,target=/data"],

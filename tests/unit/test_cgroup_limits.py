@@ -39,6 +39,12 @@ def test_parse_size_units(text, expected):
     assert limits.parse_size(text, "--memory") == expected
 
 
+def test_parse_size_takes_the_largest_size_the_kernel_does():
+    assert limits.parse_size("9223372036854775807", "--memory") == 2**63 - 1
+    with pytest.raises(InvalidArgument, match="9223372036854775808 bytes is more"):
+        limits.parse_size("9223372036854775808", "--memory")
+
+
 @pytest.mark.parametrize("text", ["", "m", "64x", "1.2.3m", "64 m b", "0x10", "1e6"])
 def test_parse_size_rejects_malformed(text):
     with pytest.raises(InvalidArgument, match="invalid size"):
@@ -149,7 +155,9 @@ def test_pids_limit_unlimited_values(value):
         ({"cpuset_cpus": "1-0"}, "use a list"),
         ({"cpuset_cpus": "a"}, "use a list"),
         ({"cpuset_mems": "1"}, r"memory nodes \[1\] are not online"),
-        ({"pids_limit": -2}, "or -1 for unlimited"),
+        ({"pids_limit": -2}, "or 0 or -1 for unlimited"),
+        ({"memory": "99999999999g"}, "107374182398926258176 bytes is more than"),
+        ({"memory": "64m", "memory_swap": "8192p"}, "more than the kernel accepts"),
         ({"pids_limit": "many"}, "whole number"),
         ({"blkio_weight": 5}, "from 10 to 1000"),
         ({"blkio_weight": 1001}, "from 10 to 1000"),

@@ -74,6 +74,8 @@ def test_volume_options_combine():
         ("a:b:c:d", "expected"),
         ("x:/data", "invalid volume name"),
         ("data:/x:rslave", "applies to bind mounts only"),
+        (":/x", "the source before ':' is empty"),
+        (":/x:ro", "the source before ':' is empty"),
     ],
 )
 def test_volume_rejects_bad_input(value, message):
@@ -169,6 +171,29 @@ def test_tmpfs_defaults_and_options():
     ]
 
 
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ("512b", 512),
+        ("2k", 2 << 10),
+        ("1.5m", 3 << 19),
+        ("1t", 1 << 40),
+        ("2p", 2 << 50),
+    ],
+)
+def test_tmpfs_size_takes_the_units_of_memory(size, expected):
+    assert f"size={expected}" in spec.parse_tmpfs(f"/tmp:size={size}")["Options"]
+
+
+def test_volume_name_message_states_the_rule():
+    with pytest.raises(InvalidArgument) as caught:
+        spec.validate_volume_name("-x")
+    assert str(caught.value) == (
+        "invalid volume name '-x': a name is two or more characters, letters,"
+        " digits, '_', '.' or '-', and starts with a letter or digit"
+    )
+
+
 def test_tmpfs_read_only():
     assert spec.parse_tmpfs("/cache:ro")["RW"] is False
 
@@ -178,6 +203,8 @@ def test_tmpfs_read_only():
     [
         ("tmp", "must be absolute"),
         ("/tmp:size=0", "invalid size"),
+        ("/tmp:size=-1m", "invalid size"),
+        ("/tmp:size=9000p", "more than the kernel accepts"),
         ("/tmp:mode=8", "invalid mode"),
         ("/tmp:uid=root", "whole number"),
         ("/tmp:hugepages=1", "unknown option"),
