@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -17,6 +18,14 @@ from .fs import CgroupWrite, Setting
 log = logging.getLogger(__name__)
 
 UNIFIED = "unified"
+
+# The parent of every container's cgroup unless --cgroup-parent names
+# another. Like Docker's "docker" cgroup, it is shared and stays in place.
+DEFAULT_PARENT = "minictr"
+
+# A new parent can vanish between its mkdir and the leaf's when another
+# container that created it is removed at that moment; create() retries.
+_CREATE_ATTEMPTS = 3
 
 # The options that set each controller's limits, for error messages.
 _OPTIONS = {
@@ -38,13 +47,22 @@ class Cgroup:
 
     ``paths`` maps each v1 controller (``memory``, ``cpu``, ``name=systemd``
     ...) and ``"unified"`` (the cgroup2 hierarchy) to the container's
-    directory in that hierarchy.
+    directory in that hierarchy. ``created_parents`` lists the directories
+    of a ``--cgroup-parent`` that this container's creation made, which
+    ``destroy`` removes again once they are empty.
     """
 
-    def __init__(self, name: str, mode: str, paths: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        mode: str,
+        paths: dict[str, str],
+        created_parents: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.mode = mode
         self.paths = paths
+        self.created_parents = list(created_parents or [])
 
     def __repr__(self) -> str:
         return f"Cgroup({self.name!r}, mode={self.mode!r})"
@@ -87,24 +105,36 @@ class Cgroup:
         needed for a requested limit is missing or a write fails.
         """
         host = host or layout.detect()
-        name = f"{parent.strip('/')}/{container_id}"
+        parent = parent.strip("/")
+        name = f"{parent}/{container_id}"
         cgroup = cls(name, host.mode, _plan_paths(host, name))
         resources = resources or {}
-        created: list[str] = []
-        try:
-            if host.mode == "v2":
-                planned = v2.settings(resources)
-                _check_v2_controllers(host, planned)
-                created += _create_v2(host, name, planned)
-            else:
-                planned = v1.settings(resources)
-                _check_v1_controllers(host, planned)
-                created += _create_v1(host, name)
-            cgroup._apply(planned)
-        except BaseException:
-            for directory in reversed(created):
-                _remove_quietly(directory)
-            raise
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            created: list[str] = []
+            try:
+                if host.mode == "v2":
+                    planned = v2.settings(resources)
+                    _check_v2_controllers(host, planned)
+                    created += _create_v2(host, name, planned)
+                else:
+                    planned = v1.settings(resources)
+                    _check_v1_controllers(host, planned)
+                    created += _create_v1(host, name)
+                cgroup._apply(planned)
+                break
+            except CgroupError as exc:
+                for directory in reversed(created):
+                    _remove_quietly(directory)
+                if attempt == _CREATE_ATTEMPTS or not _parent_vanished(exc):
+                    raise
+                log.debug("a parent of cgroup %s vanished; creating it again", name)
+            except BaseException:
+                for directory in reversed(created):
+                    _remove_quietly(directory)
+                raise
+        if parent != DEFAULT_PARENT:
+            leaves = set(cgroup.directories)
+            cgroup.created_parents = [d for d in created if d not in leaves]
         return cgroup
 
     def _apply(self, planned: list[Setting]) -> None:
@@ -255,6 +285,21 @@ class Cgroup:
             time.sleep(0.05)
         for directory in self.directories:
             fs.remove_tree(directory, max(deadline - time.monotonic(), 1.0))
+        self._remove_created_parents()
+
+    def _remove_created_parents(self) -> None:
+        # Deepest first, so "lab/a" goes before "lab". A parent that another
+        # container still uses is not empty, and rmdir leaves it in place.
+        for directory in sorted(self.created_parents, key=len, reverse=True):
+            try:
+                os.rmdir(directory)
+                log.debug(
+                    "rmdir %s (a --cgroup-parent this container created)", directory
+                )
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.debug("keep %s: %s", directory, exc.strerror)
 
     def _kill_all(self) -> None:
         kill_file = os.path.join(self.paths.get(UNIFIED, ""), "cgroup.kill")
@@ -282,11 +327,21 @@ class Cgroup:
     # ------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "mode": self.mode, "paths": dict(self.paths)}
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "paths": dict(self.paths),
+            "created_parents": list(self.created_parents),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cgroup:
-        return cls(data["name"], data["mode"], dict(data["paths"]))
+        return cls(
+            data["name"],
+            data["mode"],
+            dict(data["paths"]),
+            data.get("created_parents", []),
+        )
 
     @classmethod
     def open(
@@ -367,6 +422,11 @@ def _create_v1(host: layout.Layout, name: str) -> list[str]:
             _remove_quietly(directory)
         raise
     return created
+
+
+def _parent_vanished(exc: CgroupError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno == errno.ENOENT
 
 
 def _missing_file_hint(file: str) -> str:

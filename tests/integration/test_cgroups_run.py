@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import pytest
+
+from minicontainer.cgroups import layout
 
 pytestmark = pytest.mark.root
 
@@ -174,10 +177,85 @@ def test_run_sees_own_read_only_cgroup(minictr, busybox_rootfs):
     assert "Read-only file system" in result.stdout
 
 
+def hierarchy_roots() -> list[str]:
+    host = layout.detect()
+    return [h.mount_point for h in host.v1] + (
+        [host.unified.mount_point] if host.unified else []
+    )
+
+
+@pytest.fixture
+def cgroup_parent():
+    """A unique parent name; whatever is left of it is removed afterwards."""
+    name = f"minictr-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    for root in hierarchy_roots():
+        top = os.path.join(root, name)
+        for directory, _, _ in sorted(os.walk(top), reverse=True):
+            os.rmdir(directory)
+
+
+def test_run_removes_the_cgroup_parent_it_created(
+    minictr, busybox_rootfs, cgroup_parent
+):
+    # An absolute parent is a path from each hierarchy's root, as in Docker.
+    started = minictr(
+        "run",
+        "-d",
+        "--name",
+        "nested",
+        "--cgroup-parent",
+        f"/{cgroup_parent}/inner",
+        str(busybox_rootfs),
+        "sleep",
+        "300",
+    )
+    assert started.returncode == 0, started.stderr
+    container_id = started.stdout.strip()
+    for root in hierarchy_roots():
+        assert os.path.isdir(os.path.join(root, cgroup_parent, "inner", container_id))
+
+    removed = minictr("rm", "-f", "nested", timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    for root in hierarchy_roots():
+        assert not os.path.exists(os.path.join(root, cgroup_parent))
+
+
+def test_run_keeps_a_cgroup_parent_it_did_not_create(
+    minictr, busybox_rootfs, cgroup_parent
+):
+    roots = hierarchy_roots()
+    os.mkdir(os.path.join(roots[0], cgroup_parent))
+    result = minictr(
+        "run", "--rm", "--cgroup-parent", cgroup_parent, str(busybox_rootfs), "true"
+    )
+    assert result.returncode == 0, result.stderr
+    assert os.path.isdir(os.path.join(roots[0], cgroup_parent))
+    for root in roots[1:]:
+        assert not os.path.exists(os.path.join(root, cgroup_parent))
+
+
+def test_run_pids_limit_zero_is_unlimited(minictr, busybox_rootfs):
+    # /sys/fs/cgroup/pids/ on v1 and hybrid hosts, /sys/fs/cgroup/ on v2.
+    result = minictr(
+        "run",
+        "--rm",
+        "--pids-limit",
+        "0",
+        str(busybox_rootfs),
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "max\n"
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [
         ("--memory", "-5m"),
+        ("--memory", "99999999999g"),
         ("--memory", "lots"),
         ("--memory", "1m"),
         ("--cpus", "-1"),

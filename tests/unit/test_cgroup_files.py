@@ -365,6 +365,51 @@ def test_to_dict_round_trip(fake_v2):
     assert copy.exists()
 
 
+def test_destroy_removes_the_parents_it_created(fake_v2):
+    group = Cgroup.create("c1", parent="/lab/class", host=fake_v2.host)
+    lab = fake_v2.root / "lab"
+    assert group.path == "/lab/class/c1"
+    assert group.created_parents == [str(lab), str(lab / "class")]
+
+    Cgroup.from_dict(group.to_dict()).destroy()
+
+    assert not lab.exists()
+
+
+def test_destroy_keeps_a_created_parent_still_in_use(fake_v2):
+    first = Cgroup.create("c1", parent="lab", host=fake_v2.host)
+    second = Cgroup.create("c2", parent="lab", host=fake_v2.host)
+    assert second.created_parents == []
+
+    first.destroy()
+    assert (fake_v2.root / "lab" / "c2").is_dir()
+    second.destroy()
+    # The second container did not create "lab", so it leaves it in place.
+    assert (fake_v2.root / "lab").is_dir()
+    assert not (fake_v2.root / "lab" / "c2").exists()
+
+
+def test_destroy_keeps_a_parent_made_by_someone_else(fake_v2):
+    fake_v2.make_dir(str(fake_v2.root / "lab"))
+    group = Cgroup.create("c1", parent="lab/class", host=fake_v2.host)
+    assert group.created_parents == [str(fake_v2.root / "lab" / "class")]
+    group.destroy()
+    assert (fake_v2.root / "lab").is_dir()
+    assert not (fake_v2.root / "lab" / "class").exists()
+
+
+def test_default_parent_stays(fake_v2):
+    group = Cgroup.create("c1", host=fake_v2.host)
+    assert group.created_parents == []
+    group.destroy()
+    assert (fake_v2.root / "minictr").is_dir()
+
+
+def test_state_without_created_parents_still_loads():
+    data = {"name": "minictr/c1", "mode": "v2", "paths": {"unified": "/x"}}
+    assert Cgroup.from_dict(data).created_parents == []
+
+
 def test_v1_stats_treats_huge_limit_as_none(tmp_path):
     (tmp_path / "memory.usage_in_bytes").write_text("4096\n")
     (tmp_path / "memory.limit_in_bytes").write_text("9223372036854771712\n")
