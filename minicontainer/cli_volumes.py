@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -95,13 +96,31 @@ def prune_command(all_volumes: bool, force: bool) -> None:
 
     if not force:
         what = "all volumes" if all_volumes else "anonymous volumes"
-        click.confirm(
-            f"This removes {what} that no container uses. Continue?", abort=True
-        )
+        question = f"This removes {what} that no container uses. Continue?"
+        if not _confirmed(question):
+            click.echo("Nothing was removed.")
+            return
     deleted = volumes.prune(all_volumes)
     click.echo("Deleted Volumes:")
     for name in deleted:
         click.echo(name)
+
+
+def _confirmed(question: str) -> bool:
+    """Ask ``question``; "n", an empty answer and the end of input all mean no.
+
+    The terminal echoes a typed answer with its newline. An answer read from
+    a pipe or a file is not echoed, and neither is Ctrl-D, so the line is
+    ended here in those cases.
+    """
+    try:
+        answer = click.confirm(question, default=False)
+    except click.exceptions.Abort:
+        click.echo()
+        return False
+    if not sys.stdin.isatty():
+        click.echo()
+    return answer
 
 
 def register(cli: click.Group) -> None:

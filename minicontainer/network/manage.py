@@ -20,6 +20,9 @@ from . import container, ipam, names
 
 log = logging.getLogger(__name__)
 
+# Networks that exist without `network create`; Docker calls them predefined.
+PREDEFINED_NETWORKS = (ipam.DEFAULT_NETWORK, "host", "none")
+
 
 def create(
     name: str,
@@ -60,7 +63,16 @@ def inspect(name: str) -> dict[str, Any]:
 
 
 def remove(name: str) -> None:
-    """Delete a network that no container uses: rules, bridge and record."""
+    """Delete a network that no container uses: rules, bridge and record.
+
+    The predefined networks (the default bridge, ``host`` and ``none``) are
+    rejected, as in Docker, because ``run`` relies on them.
+    """
+    if name in PREDEFINED_NETWORKS:
+        raise InvalidArgument(
+            f"network {name!r} is predefined and cannot be removed; only networks"
+            " made with 'network create' can"
+        )
     with ipam.locked():
         record = ipam.load(name)
         users = [
