@@ -33,26 +33,56 @@ def list_containers(show_all: bool = False) -> list[dict[str, Any]]:
     rows = []
     for container_id in state.list_ids():
         try:
-            config = state.read_config(container_id)
-            record = lifecycle.current_state(container_id)
-        except (OSError, ValueError):
+            row = _ps_row(container_id)
+        except state.UnreadableState:
+            row = None
+        except OSError:
             continue  # removed while listing
-        if not show_all and record["status"] not in ("running", "paused"):
-            continue
-        rows.append(
-            {
-                "ID": container_id,
-                "Image": config.image[:19] if config.image else config.rootfs,
-                "Command": shlex.join(config.process.args),
-                "CreatedAt": config.created or _created_fallback(container_id),
-                "Status": status_text(record),
-                "State": record["status"],
-                "Pid": record.get("pid") or 0,
-                "Names": config.name,
-            }
-        )
+        if row is None:
+            try:
+                row = _unreadable_row(container_id)
+            except OSError:
+                continue
+        if show_all or row["State"] in ("running", "paused"):
+            rows.append(row)
     rows.sort(key=lambda row: row["CreatedAt"], reverse=True)
     return rows
+
+
+def _ps_row(container_id: str) -> dict[str, Any]:
+    config = state.read_config(container_id)
+    record = lifecycle.current_state(container_id)
+    return {
+        "ID": container_id,
+        "Image": config.image[:19] if config.image else config.rootfs,
+        "Command": shlex.join(config.process.args),
+        "CreatedAt": config.created or _created_fallback(container_id),
+        "Status": status_text(record),
+        "State": record["status"],
+        "Pid": record.get("pid") or 0,
+        "Names": config.name,
+    }
+
+
+def _unreadable_row(container_id: str) -> dict[str, Any]:
+    """Return the row of a container whose config.json or state.json is not JSON.
+
+    Such a container must stay visible, because ``rm -f`` removes it.
+    """
+    try:
+        config = state.read_config(container_id)
+    except state.UnreadableState:
+        config = None
+    return {
+        "ID": container_id,
+        "Image": (config.image[:19] or config.rootfs) if config else "",
+        "Command": shlex.join(config.process.args) if config else "",
+        "CreatedAt": (config and config.created) or _created_fallback(container_id),
+        "Status": "Unknown (unreadable state)",
+        "State": "unknown",
+        "Pid": 0,
+        "Names": config.name if config else "",
+    }
 
 
 def _created_fallback(container_id: str) -> str:

@@ -38,6 +38,10 @@ MONITOR_LOG = "monitor.log"
 # How long commands wait for a monitor to record an exit and tear down.
 MONITOR_TIMEOUT = 30.0
 
+# How long ``kill`` waits for PID 1 to exit after a signal other than
+# SIGKILL, when no monitor is left to notice the exit.
+KILL_GRACE = 1.0
+
 
 class NotRunning(errors.Conflict):
     """The container must be running for this operation."""
@@ -111,9 +115,11 @@ def current_state(container_id: str) -> dict[str, Any]:
     """Return the container's state as it is now, not as last recorded.
 
     Adds ``monitor_alive``. A ``running`` or ``paused`` container whose PID 1
-    is gone becomes ``exited``, with the watcher's exit code when it wrote
-    one. Otherwise ``exit_code`` is None: unknown when the monitor is gone,
-    and not written yet while ``monitor_alive`` is true.
+    is gone becomes ``exited`` with ``exit_unrecorded`` set, and with the
+    watcher's exit code when it wrote one. Otherwise ``exit_code`` is None:
+    unknown when the monitor is gone, and not written yet while
+    ``monitor_alive`` is true. Raises ``state.UnreadableState`` when
+    ``state.json`` is not valid JSON.
     """
     record = state.read_state(container_id)
     record["monitor_alive"] = _monitor_alive(record)
@@ -124,6 +130,7 @@ def current_state(container_id: str) -> dict[str, Any]:
     exit_info = read_exit_file(state.container_dir(container_id))
     record["status"] = "exited"
     record["pid"] = 0
+    record["exit_unrecorded"] = True  # state.json still records running or paused
     if exit_info is None:
         record["exit_code"] = None
     else:
@@ -144,8 +151,10 @@ def is_leftover(record: dict[str, Any]) -> bool:
     if status in ("running", "paused"):
         return True
     if status == "exited":
-        # PID 1 died unwatched, or the monitor died while tearing down.
-        return record.get("exit_code", 0) is None or _cgroup_exists(record)
+        # PID 1 died unwatched, or the monitor died while tearing down. An
+        # exit recorded by stop, kill or start after the monitor died is
+        # clean, even with an unknown exit code.
+        return bool(record.get("exit_unrecorded")) or _cgroup_exists(record)
     return bool(record.get("monitor_pid")) or _cgroup_exists(record)
 
 
@@ -192,7 +201,10 @@ def start(container_id: str) -> None:
                 f"container {container_id[:12]} is still being set up or torn down:"
                 " wait for it and try again"
             )
-        config = state.read_config(container_id)
+        # The previous run may still hold its host port, address and cgroup
+        # when its monitor died: release them before they collide.
+        finish_for_dead_monitor(container_id)
+        config = _read_config(container_id)
         _clear_previous_run(container_id)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         monitor = os.fork()
@@ -340,7 +352,7 @@ def finish(container_id: str) -> None:
     if should_restart(config, state.read_state(container_id)):
         _start_and_watch(config, ready_w=None)
     if config.auto_remove:
-        _keep_exit_code(container_id, exit_info[0])
+        _keep_exit_code(container_id, config.name, exit_info[0])
         state.remove_dir(container_id)
         return
     state.update_state(container_id, monitor_pid=0)
@@ -357,11 +369,106 @@ def should_restart(config: ContainerConfig, record: dict[str, Any]) -> bool:
     return False
 
 
-def _keep_exit_code(container_id: str, exit_code: int) -> None:
+def _keep_exit_code(container_id: str, name: str, exit_code: int) -> None:
     """Leave the exit code of an auto-removed container for ``minictr wait``."""
-    directory = os.path.join(paths.run_root(), "exited")
+    directory = _exited_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    state.write_json_atomic(os.path.join(directory, container_id), exit_code)
+    kept = {"exit_code": exit_code, "name": name}
+    state.write_json_atomic(os.path.join(directory, container_id), kept)
+
+
+def _exited_dir() -> str:
+    return os.path.join(paths.run_root(), "exited")
+
+
+def _read_kept_exit(container_id: str) -> dict[str, Any] | None:
+    """Return the kept ``exit_code`` and ``name`` of a removed container, if any."""
+    try:
+        kept = state.read_json(os.path.join(_exited_dir(), container_id))
+    except (OSError, ValueError):
+        return None
+    if isinstance(kept, int):  # written by minictr before names were kept
+        return {"exit_code": kept, "name": ""}
+    return kept if isinstance(kept, dict) and "exit_code" in kept else None
+
+
+def find_for_wait(reference: str) -> str:
+    """Return the id of container ``reference``, or of a removed one whose exit is kept.
+
+    A ``--rm`` container is gone once it exited, but ``wait`` can still
+    report its exit code, found by full id, name or unique id prefix.
+    """
+    try:
+        return state.find(reference)
+    except errors.NotFound:
+        pass
+    try:
+        kept_ids = sorted(os.listdir(_exited_dir()))
+    except FileNotFoundError:
+        kept_ids = []
+    if reference in kept_ids:
+        return reference
+    for container_id in kept_ids:
+        kept = _read_kept_exit(container_id)
+        if kept is not None and kept.get("name") == reference:
+            return container_id
+    matches = [cid for cid in kept_ids if reference and cid.startswith(reference)]
+    if len(matches) == 1:
+        return matches[0]
+    raise errors.NotFound(f"no such container: {reference}")
+
+
+def finish_for_dead_monitor(container_id: str) -> None:
+    """Do the work of a monitor that died: record the exit of PID 1 and tear down.
+
+    Does nothing while a monitor is alive or PID 1 runs. Records the exit
+    in ``state.json`` if nobody did (the code is unknown unless the watcher
+    wrote ``exit_code``), releases the cgroup and network, and removes an
+    auto-remove container, as the monitor would have.
+    """
+    record = current_state(container_id)
+    if record["monitor_alive"] or record["status"] != "exited":
+        return
+    config = _read_config(container_id)
+    if record.get("exit_unrecorded"):
+        exit_info = read_exit_file(state.container_dir(container_id))
+        cgroup = _cgroup_of(record) if _cgroup_exists(record) else None
+        state.update_state(
+            container_id,
+            status="exited",
+            pid=0,
+            exit_code=exit_info[0] if exit_info else None,
+            finished_at=exit_info[1] if exit_info else _now(),
+            oom_killed=bool(cgroup is not None and cgroup.oom_killed()),
+        )
+    elif not _holds_resources(config, record):
+        return
+    log.debug("tear down container %s for its dead monitor", container_id[:12])
+    if config.auto_remove:
+        if record.get("exit_code") is not None:
+            _keep_exit_code(container_id, config.name, record["exit_code"])
+        _clean(container_id, remove_dir=True)
+        return
+    _clean(container_id, remove_dir=False)
+    state.update_state(container_id, monitor_pid=0)
+
+
+def _holds_resources(config: ContainerConfig, record: dict[str, Any]) -> bool:
+    if _cgroup_exists(record) or _find_cgroup(config) is not None:
+        return True
+    if config.network.get("mode", "none") in ("none", "host"):
+        return False
+    from .network import ipam
+
+    return bool(ipam.leases_of(config.id))
+
+
+def _read_config(container_id: str) -> ContainerConfig:
+    """Return the config, with NotFound once the container has been removed."""
+    try:
+        return state.read_config(container_id)
+    except FileNotFoundError:
+        raise errors.NotFound(f"no such container: {container_id}") from None
 
 
 def _cgroup_of(record: dict[str, Any]) -> Any:
@@ -404,12 +511,24 @@ def kill(container_id: str, sig: str | int = "SIGKILL") -> None:
     """Send ``sig`` to the container's PID 1."""
     number = parse_signal(sig)
     record = _require_running(container_id, "kill")
+    _send_signal(container_id, record, number)
+    if record["monitor_alive"]:
+        return
+    # Without a monitor nobody else notices the exit. SIGKILL always ends
+    # PID 1, and other signals get a short grace period.
+    timeout = MONITOR_TIMEOUT if number == signal.SIGKILL else KILL_GRACE
+    if _wait_for_exit(record["pid"], record.get("pid_start_time"), timeout):
+        finish_for_dead_monitor(container_id)
+
+
+def _send_signal(container_id: str, record: dict[str, Any], number: int) -> None:
     log.debug("kill -%d %d (PID 1 of %s)", number, record["pid"], container_id[:12])
     with contextlib.suppress(ProcessLookupError):
         os.kill(record["pid"], number)
     if record["status"] == "paused" and number == signal.SIGKILL:
         # A frozen process dies only when thawed.
-        unpause(container_id)
+        with contextlib.suppress(NotRunning):
+            unpause(container_id)
 
 
 def stop(container_id: str, timeout: float | None = None) -> None:
@@ -418,14 +537,16 @@ def stop(container_id: str, timeout: float | None = None) -> None:
     PID 1 of a PID namespace gets only the signals it has a handler for
     (SIGKILL always), so a PID 1 that ignores SIGTERM takes the whole timeout.
     """
-    config = state.read_config(container_id)
+    config = _read_config(container_id)
     record = current_state(container_id)
     if record["status"] not in ("running", "paused"):
         _wait_for_monitor(container_id)
+        finish_for_dead_monitor(container_id)
         return
     timeout = config.stop_timeout if timeout is None else timeout
     pid = record["pid"]
-    state.update_state(container_id, stopped_by_user=True)
+    with contextlib.suppress(FileNotFoundError):  # an --rm container just exited
+        state.update_state(container_id, stopped_by_user=True)
     with contextlib.suppress(ProcessLookupError):
         log.debug("kill -%s %d", config.stop_signal, pid)
         os.kill(pid, parse_signal(config.stop_signal))
@@ -437,6 +558,8 @@ def stop(container_id: str, timeout: float | None = None) -> None:
             os.kill(pid, signal.SIGKILL)
         _wait_for_exit(pid, record.get("pid_start_time"), MONITOR_TIMEOUT)
     _wait_for_monitor(container_id)
+    if os.path.isdir(state.container_dir(container_id)):
+        finish_for_dead_monitor(container_id)
 
 
 def _wait_for_exit(pid: int, start_time: int | None, timeout: float) -> bool:
@@ -462,7 +585,6 @@ def _wait_for_monitor(container_id: str, timeout: float = MONITOR_TIMEOUT) -> bo
 
 def wait(container_id: str, timeout: float | None = None) -> int:
     """Block until the container exits; return its exit code (-1 if unknown)."""
-    kept = os.path.join(paths.run_root(), "exited", container_id)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if os.path.isdir(state.container_dir(container_id)):
@@ -472,8 +594,8 @@ def wait(container_id: str, timeout: float | None = None) -> int:
                 return code
             if record["status"] == "exited" and not record["monitor_alive"]:
                 return -1  # nothing recorded the exit
-        elif os.path.exists(kept):
-            return int(state.read_json(kept))
+        elif (kept := _read_kept_exit(container_id)) is not None:
+            return int(kept["exit_code"])
         else:
             raise errors.NotFound(f"no such container: {container_id}")
         if deadline is not None and time.monotonic() >= deadline:
@@ -532,15 +654,26 @@ def _require_running(container_id: str, action: str) -> dict[str, Any]:
 
 
 def remove(container_id: str, force: bool = False) -> None:
-    """Delete a stopped container; with ``force``, kill a running one first."""
-    record = current_state(container_id)
+    """Delete a stopped container; with ``force``, kill a running one first.
+
+    A container that its monitor removes meanwhile (``--rm``) counts as
+    removed. With ``force``, a container whose ``state.json`` cannot be read
+    is removed too, after its cgroup's processes are killed.
+    """
+    try:
+        record = current_state(container_id)
+    except state.UnreadableState:
+        if not force:
+            raise  # its message points to rm -f
+        _clean(container_id, remove_dir=True)
+        return
     if record["status"] in ("running", "paused"):
         if not force:
             raise errors.Conflict(
                 f"cannot remove running container {container_id[:12]}: stop it first"
                 " or use rm -f"
             )
-        kill(container_id, signal.SIGKILL)
+        _send_signal(container_id, record, signal.SIGKILL)
         _wait_for_exit(record["pid"], record.get("pid_start_time"), MONITOR_TIMEOUT)
     if not _wait_for_monitor(container_id):
         raise errors.MinictrError(
@@ -552,18 +685,51 @@ def remove(container_id: str, force: bool = False) -> None:
 
 def _clean(container_id: str, remove_dir: bool) -> None:
     """Release what the container may still hold: processes, cgroup, network, mounts."""
-    config = state.read_config(container_id)
-    record = state.read_state(container_id)
+    try:
+        config = state.read_config(container_id)
+    except FileNotFoundError:
+        # The monitor of an auto-remove container got there first.
+        # remove_dir waits for that removal, or finishes it after a crash.
+        _remove_dir(container_id)
+        return
+    except state.UnreadableState:
+        config = _placeholder_config(container_id)
+    try:
+        record = state.read_state(container_id)
+    except state.UnreadableState:
+        record = {}
     if not record.get("cgroup"):
         record["cgroup"] = _find_cgroup(config)
     _teardown(config, record, remove=False)
     _unmount_under(state.container_dir(container_id))
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(paths.run_root(), f"start-{container_id}.lock"))
     if remove_dir:
-        state.remove_dir(container_id)
+        _remove_dir(container_id)
     else:
         state.update_state(container_id, cgroup=None)
+
+
+def _remove_dir(container_id: str) -> None:
+    state.remove_dir(container_id)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(paths.run_root(), f"start-{container_id}.lock"))
+
+
+def _placeholder_config(container_id: str) -> ContainerConfig:
+    """Return a config for tearing down a container whose config.json is unreadable.
+
+    Its bridge mode makes the teardown release any leases and rules held
+    under the container's id.
+    """
+    from .config import ProcessConfig
+
+    # NOTE: a cgroup under a --cgroup-parent other than the default is not
+    # found this way, and stays.
+    return ContainerConfig(
+        id=container_id,
+        name="",
+        process=ProcessConfig(args=[]),
+        network={"mode": "bridge"},
+    )
 
 
 def _find_cgroup(config: ContainerConfig) -> dict[str, Any] | None:
@@ -601,22 +767,12 @@ def prune() -> list[str]:
     removed with its cgroup, network and directory. An exited container
     whose monitor died during teardown keeps its record and loses only what
     it still held. Containers that a live monitor watches, and exited
-    containers, are left alone.
+    containers, are left alone. A container whose ``state.json`` cannot be
+    read is removed.
     """
-    cleaned = []
-    for container_id in state.list_ids():
-        try:
-            record = current_state(container_id)
-        except (OSError, ValueError):
-            continue
-        if not is_leftover(record):
-            continue
-        log.debug("prune container %s (%s)", container_id[:12], record["status"])
-        keep_record = (
-            record["status"] == "exited" and record.get("exit_code") is not None
-        )
-        _clean(container_id, remove_dir=not keep_record)
-        cleaned.append(container_id)
+    cleaned = [
+        container_id for container_id in state.list_ids() if _prune_one(container_id)
+    ]
     _prune_exit_codes()
     if os.path.isdir(os.path.join(paths.state_root(), "networks")):
         # Leases, veths and rules of containers whose directory is gone.
@@ -624,6 +780,31 @@ def prune() -> list[str]:
 
         manage.prune(remove_unused_networks=False)
     return cleaned
+
+
+def _prune_one(container_id: str) -> bool:
+    try:
+        record = current_state(container_id)
+    except state.UnreadableState:
+        log.debug("prune container %s (state unreadable)", container_id[:12])
+        _clean(container_id, remove_dir=True)
+        return True
+    except OSError:
+        return False  # removed while listing
+    if not is_leftover(record):
+        return False
+    log.debug("prune container %s (%s)", container_id[:12], record["status"])
+    # PID 1 died unwatched, with no exit code to keep, or the setup was
+    # cut short: nothing worth keeping is left.
+    unknown_exit = record.get("exit_unrecorded") and record.get("exit_code") is None
+    if record["status"] != "exited" or unknown_exit:
+        _clean(container_id, remove_dir=True)
+        return True
+    try:
+        finish_for_dead_monitor(container_id)
+    except state.UnreadableState:
+        _clean(container_id, remove_dir=True)
+    return True
 
 
 def _prune_exit_codes() -> None:

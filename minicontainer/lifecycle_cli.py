@@ -222,13 +222,17 @@ def kill(containers: tuple[str, ...], sig: str) -> None:
 @click.command()
 @click.argument("containers", nargs=-1, required=True)
 def wait(containers: tuple[str, ...]) -> None:
-    """Block until containers exit; print each exit code."""
-    from . import lifecycle, state
+    """Block until containers exit; print each exit code.
+
+    An auto-removed (--rm) container that already exited is gone, but its
+    exit code is still printed.
+    """
+    from . import lifecycle
 
     failed = False
     for reference in containers:
         try:
-            click.echo(lifecycle.wait(state.find(reference)))
+            click.echo(lifecycle.wait(lifecycle.find_for_wait(reference)))
         except MinictrError as exc:
             click.echo(f"minictr: {exc}", err=True)
             failed = True

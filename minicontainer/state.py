@@ -21,7 +21,7 @@ from typing import Any
 
 from . import paths
 from .config import ContainerConfig
-from .errors import Conflict, InvalidArgument, NotFound
+from .errors import Conflict, InvalidArgument, MinictrError, NotFound
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
@@ -33,6 +33,14 @@ _NOUNS = (
     "curie darwin euler fermi gauss hopper knuth lovelace maxwell newton "
     "noether pascal ritchie shannon thompson turing volta wiles yalow zuse"
 ).split()
+
+
+class UnreadableState(MinictrError, ValueError):
+    """A container's ``config.json`` or ``state.json`` is not valid JSON.
+
+    It is also a ValueError, so that code which skips containers whose files
+    cannot be parsed keeps doing so.
+    """
 
 
 def write_json_atomic(path: str, data: Any) -> None:
@@ -140,16 +148,42 @@ def reserve(config: ContainerConfig) -> str:
 
 
 def read_config(container_id: str) -> ContainerConfig:
-    return ContainerConfig.from_dict(
-        read_json(os.path.join(container_dir(container_id), "config.json"))
-    )
+    """Return the container's config; FileNotFoundError once it is removed."""
+    data = _read_container_file(container_id, "config.json")
+    try:
+        return ContainerConfig.from_dict(data)
+    except (TypeError, KeyError, ValueError) as exc:
+        reason = f"not a container config, {type(exc).__name__}: {exc}"
+        raise _unreadable(container_id, "config.json", reason) from None
 
 
 def read_state(container_id: str) -> dict[str, Any]:
+    """Return the stored state; ``{"status": "removing"}`` once it is deleted."""
     try:
-        return read_json(os.path.join(container_dir(container_id), "state.json"))
+        record = _read_container_file(container_id, "state.json")
     except FileNotFoundError:
         return {"status": "removing"}
+    if not isinstance(record, dict):
+        raise _unreadable(container_id, "state.json", "not a JSON object")
+    return record
+
+
+def _read_container_file(container_id: str, name: str) -> Any:
+    try:
+        return read_json(os.path.join(container_dir(container_id), name))
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON, {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise _unreadable(container_id, name, reason) from None
+    except UnicodeDecodeError:
+        raise _unreadable(container_id, name, "not UTF-8 text") from None
+
+
+def _unreadable(container_id: str, name: str, reason: str) -> UnreadableState:
+    path = os.path.join(container_dir(container_id), name)
+    return UnreadableState(
+        f"container {container_id[:12]} has an unreadable {path} ({reason}):"
+        f" remove the container with 'minictr rm -f {container_id[:12]}'"
+    )
 
 
 def write_state(container_id: str, state: dict[str, Any]) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -447,3 +449,204 @@ def test_auto_remove_with_wait(minictr):
             not os.path.exists(os.path.join(minictr.root, "containers", container_id))
         )
     )
+
+
+def _container_dir(minictr, container_id: str) -> str:
+    return os.path.join(minictr.root, "containers", container_id)
+
+
+def _no_traceback(result: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) <= 1, result.stderr
+
+
+@pytest.mark.parametrize("detach", [True, False], ids=["detached", "foreground"])
+def test_rm_force_of_auto_remove_container(minictr, detach):
+    name = f"autorm-{'d' if detach else 'fg'}"
+    args = ["run", "--rm", *NO_NETWORK, "--name", name, ROOTFS, "sleep", "60"]
+    foreground = None
+    if detach:
+        minictr(*args[:1], "-d", *args[1:])
+    else:
+        foreground = subprocess.Popen(
+            [MINICTR, *args], env=minictr.env, stdout=subprocess.DEVNULL
+        )
+    try:
+        _wait_until(lambda: name in minictr("ps").stdout)
+        document = minictr.inspect(name)
+        result = minictr("rm", "-f", name, check=False)
+        _no_traceback(result)
+        assert result.returncode == 0
+        assert result.stdout.strip() == name
+    finally:
+        if foreground is not None:
+            foreground.kill()
+            foreground.wait()
+    assert not _alive(document["State"]["Pid"])
+    assert not os.path.exists(_container_dir(minictr, document["Id"]))
+    for directory in _cgroup_dirs(document):
+        assert not os.path.exists(directory)
+    assert minictr("ps", "-aq").stdout == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _free_subnet() -> str:
+    routes = subprocess.run(
+        ["ip", "-4", "route"], check=True, capture_output=True, text=True
+    ).stdout
+    for _ in range(100):
+        candidate = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        if f"{candidate}." not in routes:
+            return f"{candidate}.0/24"
+    raise AssertionError("no free test subnet")
+
+
+@pytest.fixture
+def network(minictr, monkeypatch):
+    """A user-defined bridge network of this test's state root, removed afterwards."""
+    name = f"lc{os.urandom(3).hex()}"
+    minictr("network", "create", "--subnet", _free_subnet(), name)
+    yield name
+    ids = minictr("ps", "-aq", "--no-trunc", check=False).stdout.split()
+    if ids:
+        minictr("rm", "-f", *ids, check=False)
+    minictr("network", "rm", name, check=False)
+    monkeypatch.setenv("MINICTR_ROOT", minictr.root)
+    from minicontainer.network import firewall
+
+    subprocess.run(
+        ["nft", "delete", "table", "ip", firewall.table()],
+        check=False,
+        capture_output=True,
+    )
+
+
+def _leases(minictr, network: str) -> dict:
+    return json.loads(minictr("network", "inspect", network).stdout)[0]["leases"]
+
+
+def _nft_ruleset() -> str:
+    return subprocess.run(
+        ["nft", "list", "ruleset"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def _start_and_lose_monitor(minictr, network: str, port: int) -> tuple[dict, str]:
+    """Run a published container on ``network``, then kill -9 its monitor."""
+    minictr(
+        "run", "-d", "--name", "ml", "--network", network, "-p", f"{port}:80",
+        ROOTFS, "sleep", "300",
+    )  # fmt: skip
+    document = minictr.inspect("ml")
+    (lease,) = _leases(minictr, network).values()
+    assert f"ctr:{document['Id']}" in _nft_ruleset()
+    os.kill(document["State"]["MonitorPid"], signal.SIGKILL)
+    _wait_until(lambda: "monitor lost" in minictr("ps").stdout)
+    return document, lease["host_ifname"]
+
+
+def _assert_released(minictr, network: str, document: dict, veth: str) -> None:
+    assert not _alive(document["State"]["Pid"])
+    assert f"ctr:{document['Id']}" not in _nft_ruleset()
+    assert _leases(minictr, network) == {}
+    assert not _link_exists(veth)
+    for directory in _cgroup_dirs(document):
+        assert not os.path.exists(directory)
+
+
+def test_stop_after_monitor_died_tears_down(minictr, network):
+    port = _free_port()
+    document, veth = _start_and_lose_monitor(minictr, network, port)
+    minictr("stop", "-t", "1", "ml")
+    _assert_released(minictr, network, document, veth)
+    assert minictr.state_file(document["Id"])["status"] == "exited"
+    assert "Exited (unknown)" in minictr("ps", "-a").stdout
+    # The record of a stopped container stays, and it starts again on its port.
+    assert minictr("prune").stdout == ""
+    assert minictr("ps", "-aq").stdout.split() == [document["Id"][:12]]
+    minictr("start", "ml")
+    assert minictr.inspect("ml")["State"]["Status"] == "running"
+    assert f"ctr:{document['Id']}" in _nft_ruleset()
+
+
+def test_kill_after_monitor_died_tears_down(minictr, network):
+    document, veth = _start_and_lose_monitor(minictr, network, _free_port())
+    minictr("kill", "ml")
+    _assert_released(minictr, network, document, veth)
+    assert minictr.inspect("ml")["State"]["Status"] == "exited"
+
+
+def test_start_after_monitor_and_pid1_died(minictr, network):
+    document, _ = _start_and_lose_monitor(minictr, network, _free_port())
+    owner = f"ctr:{document['Id']}"
+    rules = _nft_ruleset().count(owner)
+    os.kill(document["State"]["Pid"], signal.SIGKILL)
+    _wait_until(lambda: "Exited (unknown)" in minictr("ps", "-a").stdout)
+    # Without the teardown, the stale DNAT rule of the first run blocks the port.
+    minictr("start", "ml")
+    restarted = minictr.inspect("ml")
+    assert restarted["State"]["Status"] == "running"
+    assert restarted["State"]["MonitorAlive"] is True
+    assert len(_leases(minictr, network)) == 1
+    assert _nft_ruleset().count(owner) == rules
+
+
+def test_wait_after_auto_remove(minictr):
+    container_id = minictr.run_d("--rm", "--name", "five", ROOTFS, "sh", "-c", "exit 5")
+    _wait_until(lambda: not os.path.exists(_container_dir(minictr, container_id)))
+    for reference in (container_id, "five", container_id[:12]):
+        result = minictr("wait", reference, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "5"
+    missing = minictr("wait", "no-such-container", check=False)
+    assert missing.returncode == 1
+    assert "no such container" in missing.stderr
+
+
+def _corrupt_state(minictr, name: str) -> dict:
+    minictr.run_d("--name", name, ROOTFS, "sleep", "60")
+    document = minictr.inspect(name)
+    path = os.path.join(_container_dir(minictr, document["Id"]), "state.json")
+    with open(path, "w") as f:
+        f.write("{not json")
+    return document
+
+
+def test_unreadable_state_is_shown_and_removed(minictr):
+    document = _corrupt_state(minictr, "garbled")
+    rows = [
+        json.loads(line)
+        for line in minictr("ps", "-a", "--format", "json").stdout.splitlines()
+    ]
+    assert [(row["Names"], row["State"]) for row in rows] == [("garbled", "unknown")]
+    assert "Unknown" in minictr("ps", "-a").stdout
+    for command in (("inspect", "garbled"), ("rm", "garbled")):
+        result = minictr(*command, check=False)
+        assert result.returncode == 1
+        _no_traceback(result)
+        assert "rm -f" in result.stderr
+    result = minictr("rm", "-f", "garbled", check=False)
+    _no_traceback(result)
+    assert result.returncode == 0
+    assert not os.path.exists(_container_dir(minictr, document["Id"]))
+    _wait_until(lambda: not _alive(document["State"]["Pid"]))
+    for directory in _cgroup_dirs(document):
+        assert not os.path.exists(directory)
+
+
+def test_prune_removes_unreadable_state(minictr):
+    document = _corrupt_state(minictr, "garbled")
+    assert minictr("prune").stdout.split() == [document["Id"]]
+    assert minictr("ps", "-aq").stdout == ""
+    _wait_until(lambda: not _alive(document["State"]["Pid"]))
+    for directory in _cgroup_dirs(document):
+        assert not os.path.exists(directory)

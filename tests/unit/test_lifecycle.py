@@ -15,7 +15,7 @@ import pytest
 
 from minicontainer import inspection, lifecycle, monitor, state
 from minicontainer.config import ContainerConfig, ProcessConfig
-from minicontainer.errors import InvalidArgument
+from minicontainer.errors import InvalidArgument, NotFound
 
 
 @pytest.fixture
@@ -127,6 +127,80 @@ def test_clean_exit_is_not_leftover(state_root):
 def test_created_is_not_leftover(state_root):
     cid = _record(state_root, status="created")
     assert not lifecycle.is_leftover(lifecycle.current_state(cid))
+
+
+def test_recorded_unknown_exit_not_leftover(state_root):
+    # stop or kill record an unknown exit code when the monitor was gone.
+    cid = _record(state_root, status="exited", exit_code=None, monitor_pid=0)
+    record = lifecycle.current_state(cid)
+    assert not lifecycle.is_leftover(record)
+    assert inspection.status_text(record) == "Exited (unknown)"
+
+
+def test_unwatched_exit_is_leftover(state_root):
+    pid = _zombie()
+    os.waitpid(pid, 0)
+    cid = _record(state_root, status="running", pid=pid, pid_start_time=1)
+    record = lifecycle.current_state(cid)
+    assert record["exit_unrecorded"]
+    assert lifecycle.is_leftover(record)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\xff"])
+def test_unreadable_state_raises(state_root, content):
+    cid = _record(state_root, status="created")
+    path = os.path.join(state.container_dir(cid), "state.json")
+    with open(path, "wb") as f:
+        f.write(content.encode("latin-1"))
+    with pytest.raises(state.UnreadableState, match=f"rm -f {cid[:12]}"):
+        lifecycle.current_state(cid)
+    # Code that skips unparsable containers catches ValueError.
+    assert issubclass(state.UnreadableState, ValueError)
+
+
+def test_unreadable_state_shows_in_ps(state_root):
+    cid = _record(state_root, status="running")
+    with open(os.path.join(state.container_dir(cid), "state.json"), "w") as f:
+        f.write("garbage")
+    (row,) = inspection.list_containers(show_all=True)
+    assert row["ID"] == cid
+    assert row["State"] == "unknown"
+    assert row["Status"] == "Unknown (unreadable state)"
+    assert inspection.list_containers(show_all=False) == []
+
+
+def test_unreadable_config_shows_in_ps(state_root):
+    cid = _record(state_root, status="created")
+    with open(os.path.join(state.container_dir(cid), "config.json"), "w") as f:
+        f.write("garbage")
+    (row,) = inspection.list_containers(show_all=True)
+    assert (row["ID"], row["State"], row["Names"]) == (cid, "unknown", "")
+
+
+def test_find_for_wait_uses_kept_exit(state_root):
+    removed = state.new_id()
+    lifecycle._keep_exit_code(removed, "gone", 5)
+    assert lifecycle.find_for_wait(removed) == removed
+    assert lifecycle.find_for_wait("gone") == removed
+    assert lifecycle.find_for_wait(removed[:12]) == removed
+    assert lifecycle.wait(removed) == 5
+    with pytest.raises(NotFound):
+        lifecycle.find_for_wait("other")
+
+
+def test_find_for_wait_prefers_existing_container(state_root):
+    cid = _record(state_root, status="exited", exit_code=0)
+    name = state.read_config(cid).name
+    lifecycle._keep_exit_code(state.new_id(), name, 5)
+    assert lifecycle.find_for_wait(name) == cid
+
+
+def test_wait_reads_exit_code_kept_as_number(state_root):
+    removed = state.new_id()
+    directory = os.path.join(state_root, "run", "exited")
+    os.makedirs(directory)
+    state.write_json_atomic(os.path.join(directory, removed), 3)
+    assert lifecycle.wait(removed) == 3
 
 
 @pytest.mark.parametrize(
