@@ -54,7 +54,7 @@ def _ps_row(container_id: str) -> dict[str, Any]:
     record = lifecycle.current_state(container_id)
     return {
         "ID": container_id,
-        "Image": config.image[:19] if config.image else config.rootfs,
+        "Image": config.rootfs or config.image[:19],
         "Command": shlex.join(config.process.args),
         "CreatedAt": config.created or _created_fallback(container_id),
         "Status": status_text(record),
@@ -75,7 +75,7 @@ def _unreadable_row(container_id: str) -> dict[str, Any]:
         config = None
     return {
         "ID": container_id,
-        "Image": (config.image[:19] or config.rootfs) if config else "",
+        "Image": (config.rootfs or config.image[:19]) if config else "",
         "Command": shlex.join(config.process.args) if config else "",
         "CreatedAt": (config and config.created) or _created_fallback(container_id),
         "Status": "Unknown (unreadable state)",
