@@ -38,6 +38,9 @@ packages: check-root
 venv: check-root
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every start would
+	@# otherwise compile the package again.
+	$(PY) -m compileall -q minicontainer
 
 rootfs: check-root
 	@test -x $(ROOTFS)/bin/busybox || sh rootfs/build-busybox.sh $(CURDIR)/$(ROOTFS)
