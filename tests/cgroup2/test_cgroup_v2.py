@@ -41,13 +41,23 @@ def _load(name: str):
 
 _behaviour = _load("test_cgroups")
 _through_run = _load("test_cgroups_run")
+
+
+def _is_fixture(value: object) -> bool:
+    # pytest 8 wraps fixtures in FixtureFunctionDefinition; older versions
+    # mark the function with _pytestfixturefunction.
+    return type(value).__name__ == "FixtureFunctionDefinition" or hasattr(
+        value, "_pytestfixturefunction"
+    )
+
+
 # pytest collects the test functions and fixtures found in this module.
 for _module in (_behaviour, _through_run):
     globals().update(
         {
             name: value
             for name, value in vars(_module).items()
-            if name.startswith("test_") or name in ("parent", "make_cgroup")
+            if name.startswith("test_") or _is_fixture(value)
         }
     )
 start_in = _behaviour.start_in
