@@ -5,10 +5,16 @@ A process joins an existing namespace by opening the namespace's file in
 
 - Every file is opened first, because joining the mount namespace changes
   what ``/proc`` paths lead to.
-- The user namespace goes first when the container has one, because the
-  capabilities needed for the other joins are then those inside it.
-- The mount namespace goes last, since it switches the root directory to
-  the container's, and nothing later needs the host's files.
+- The mount namespace goes after the others, since it switches the root
+  directory to the container's, and nothing later needs the host's files.
+- The user namespace, when the container has one, is joined last, by the
+  command's own process. minictr's containers create it after their other
+  namespaces, so those belong to the host's user namespace and joining
+  them needs the host's capabilities, which the user namespace would take.
+- With ``-t``, the pseudo-terminal is opened inside the container's mount
+  namespace, on the container's own devpts, and its master side is passed
+  back to minictr over a Unix socket (SCM_RIGHTS), so ``tty`` in the
+  container names it, as in Docker.
 - Joining a PID namespace does not move the caller. Only children created
   afterwards are inside it, so the joining process forks once more and the
   child execs the command.
@@ -35,8 +41,9 @@ from .config import ContainerConfig
 
 log = logging.getLogger(__name__)
 
-# Join order: user first, mount last. "time" is joined only where it differs.
-JOIN_ORDER = ("user", "ipc", "uts", "net", "cgroup", "pid", "time", "mnt")
+# Join order: mount after the others, user last (by the command itself).
+# "time" is joined only where it differs.
+JOIN_ORDER = ("ipc", "uts", "net", "cgroup", "pid", "time", "mnt", "user")
 
 
 def namespaces_to_join(pid: int) -> list[str]:
@@ -113,11 +120,13 @@ def exec_in(
     _import_child_modules(config)
 
     terminal = None
+    console = None
     if tty:
-        from . import tty as tty_module
+        import socket
 
-        terminal = tty_module.Terminal.open()
-        stdio = Stdio(terminal=terminal.slave)
+        # The helper opens the pty in the container and sends its master here.
+        console, helper_console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        stdio = Stdio()  # replaced in the helper by the pty's slave side
     elif detach:
         null = _dev_null()
         stdio = Stdio(stdin=None, stdout=null, stderr=null)
@@ -127,12 +136,17 @@ def exec_in(
         stdio = Stdio(stdin=stdin, stdout=stdout, stderr=stderr)
     namespaces = open_namespaces(record["pid"], record.get("pid_start_time"))
     request = _Request(config, args, env or [], workdir, user, tty, stdio)
+    if console is not None:
+        request.console = helper_console.fileno()
     try:
         helper = _fork_helper(record, namespaces, request, detach)
+        if console is not None:
+            terminal = _receive_terminal(console)
     finally:
         _close_all(namespaces)
-        if terminal is not None:
-            terminal.close_slave()
+        if console is not None:
+            console.close()
+            helper_console.close()
         if detach and not tty:
             os.close(stdio.stdout)
     if detach:
@@ -166,6 +180,7 @@ class _Request:
         self.user = user
         self.tty = tty
         self.stdio = stdio
+        self.console: int | None = None  # the helper's end of the pty socket
 
 
 def _fork_helper(
@@ -201,6 +216,35 @@ def _fork_helper(
     return helper
 
 
+def _receive_terminal(console: Any) -> Any:
+    """Receive the pty master the helper opened; return a Terminal for it."""
+    import socket
+
+    from . import tty as tty_module
+
+    _, fds, _, _ = socket.recv_fds(console, 16, 1)
+    if not fds:
+        raise errors.MinictrError("exec -t: no terminal came back from the container")
+    terminal = tty_module.Terminal(fds[0], -1)
+    terminal.copy_window_size()
+    return terminal
+
+
+def _open_terminal_inside(request: _Request) -> None:
+    """Open a pty on the container's devpts; send its master to minictr."""
+    import socket
+
+    from .runtime import Stdio
+
+    master, slave = os.openpty()
+    log.debug("openpty in the container: %s", os.ttyname(slave))
+    with socket.socket(fileno=request.console) as console:
+        socket.send_fds(console, [b"pty"], [master])
+    request.console = None
+    os.close(master)
+    request.stdio = Stdio(terminal=slave)
+
+
 def _helper_main(
     record: dict[str, Any],
     namespaces: list[tuple[str, int]],
@@ -212,19 +256,27 @@ def _helper_main(
 
     try:
         _reset_signals()
-        _close_inherited_fds(namespaces, request.stdio, error_w)
+        _close_inherited_fds(namespaces, request, error_w)
         security.harden_joining_process()
         _join_cgroup(record)
+        user_fd = None
         for name, fd in namespaces:
+            if name == "user":
+                user_fd = fd  # joined by the command, last
+                continue
             log.debug("setns %s (of pid %d)", name, record["pid"])
             syscalls.setns(fd)
             os.close(fd)
+        if request.tty:
+            _open_terminal_inside(request)
         command = os.fork()
         if command == 0:
-            _command_main(request, error_w)
+            _command_main(request, error_w, user_fd)
     except BaseException as exc:  # noqa: BLE001 - everything must reach minictr
         _report_and_exit(error_w, exc)
     os.close(error_w)
+    if user_fd is not None:
+        os.close(user_fd)
     if request.stdio.terminal is not None:
         os.close(request.stdio.terminal)
     _forward_signals_to(command)
@@ -232,7 +284,7 @@ def _helper_main(
 
 
 def _close_inherited_fds(
-    namespaces: list[tuple[str, int]], stdio: Any, error_w: int
+    namespaces: list[tuple[str, int]], request: _Request, error_w: int
 ) -> None:
     """Close what the caller had open, such as its end of the command's stdin.
 
@@ -240,11 +292,12 @@ def _close_inherited_fds(
     the command from ever reading EOF.
     """
     keep = [fd for _, fd in namespaces] + [error_w]
-    keep += [stdio.stdin, stdio.stdout, stdio.stderr, stdio.terminal]
+    stdio = request.stdio
+    keep += [stdio.stdin, stdio.stdout, stdio.stderr, stdio.terminal, request.console]
     process.close_other_fds([fd for fd in keep if fd is not None])
 
 
-def _command_main(request: _Request, error_w: int) -> None:
+def _command_main(request: _Request, error_w: int, user_fd: int | None) -> None:
     """Set up the command's process inside the container and exec it."""
     from .runtime import _enter_workdir, _report_and_exit, _setup_stdio
 
@@ -261,8 +314,8 @@ def _command_main(request: _Request, error_w: int) -> None:
         )
         _enter_workdir(request.workdir or config.process.cwd)
         _setup_stdio(request.stdio)
-        process.close_other_fds([error_w])
-        security.apply_process(config, identity)
+        process.close_other_fds([error_w] + ([user_fd] if user_fd is not None else []))
+        security.apply_process(config, identity, userns_fd=user_fd)
         log.debug("exec %s", " ".join(request.args))
         process.exec_command(request.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach minictr

@@ -138,7 +138,9 @@ def _default_filter(kept: list[str]) -> bytes:
     return program
 
 
-def apply_process(config: ContainerConfig, identity: Identity) -> None:
+def apply_process(
+    config: ContainerConfig, identity: Identity, userns_fd: int | None = None
+) -> None:
     """Turn this process into the container's confined process, just before exec.
 
     The order matters. The bounding set is dropped while the process still
@@ -147,6 +149,9 @@ def apply_process(config: ContainerConfig, identity: Identity) -> None:
     process holding CAP_SYS_ADMIN, so the filter is loaded before the
     capabilities are dropped; it allows the calls that follow. With
     no_new_privs it is loaded last, so the filter sees only the exec.
+
+    With a user namespace, PID 1 creates it here; ``minictr exec`` passes
+    ``userns_fd``, PID 1's namespace, to join it instead.
     """
     from .. import process
     from . import capabilities, hygiene, kernel, limits
@@ -154,7 +159,13 @@ def apply_process(config: ContainerConfig, identity: Identity) -> None:
     plan = _plans.get(config.id) or prepare(config)
     hygiene.check_workdir()
     limits.apply_rlimits(plan.ulimits)
-    if config.security.get("userns"):
+    if userns_fd is not None:
+        from .. import syscalls
+
+        log.debug("setns user (the container's user namespace)")
+        syscalls.setns(userns_fd)
+        os.close(userns_fd)
+    elif config.security.get("userns"):
         from . import userns  # imported by prepare, before pivot_root
 
         userns.enter(config.security["userns"])
