@@ -514,7 +514,7 @@ def kill(container_id: str, sig: str | int = "SIGKILL") -> None:
     _send_signal(container_id, record, number)
     if record["monitor_alive"]:
         return
-    # Without a monitor nobody else notices the exit. SIGKILL always ends
+    # Without a monitor, no other process records the exit. SIGKILL always ends
     # PID 1, and other signals get a short grace period.
     timeout = MONITOR_TIMEOUT if number == signal.SIGKILL else KILL_GRACE
     if _wait_for_exit(record["pid"], record.get("pid_start_time"), timeout):

@@ -102,7 +102,7 @@ class MakeDir(Step):
 
 
 def _make_dirs(host_path: str, path: str, what: str, mode: int = 0o755) -> None:
-    """Create ``host_path`` and its parents; ``path`` is the name the user knows."""
+    """Create ``host_path`` and its parents; errors name the container path ``path``."""
     try:
         os.makedirs(host_path, mode=mode, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:

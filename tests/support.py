@@ -15,3 +15,31 @@ def mount_table() -> list[str]:
     """Return the mount points of this process's mount namespace."""
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f]
+
+
+def read_pty_until_exit(master: int, proc, timeout: float = 30) -> bytes:
+    """Return what ``proc`` wrote to the pty whose master side is ``master``.
+
+    Reading stops when every holder of the slave side has closed it, when
+    ``proc`` has exited and nothing more arrives, or after ``timeout`` seconds.
+    """
+    import os
+    import select
+    import time
+
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break  # EIO: the slave side is closed
+        if not chunk:
+            break
+        output += chunk
+    return output

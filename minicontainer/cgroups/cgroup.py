@@ -234,7 +234,7 @@ class Cgroup:
     # ------------------------------------------------------------ freezing
 
     def freeze(self, timeout: float = 10.0) -> None:
-        """Stop every process in the cgroup; return once the kernel says frozen."""
+        """Stop every process in the cgroup; return once the kernel reports it frozen."""
         self._set_frozen(True, timeout)
 
     def thaw(self, timeout: float = 10.0) -> None:

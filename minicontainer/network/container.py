@@ -371,7 +371,7 @@ def _record_pid(container_id: str, pid: int) -> None:
 
 
 def lease_is_stale(lease: dict[str, Any]) -> bool:
-    """Tell whether the container that holds ``lease`` is gone."""
+    """Return True when the container that owns ``lease`` is gone."""
     if not os.path.isdir(lease.get("dir", "")):
         return True
     pid = lease.get("pid")

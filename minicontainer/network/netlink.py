@@ -81,7 +81,7 @@ def _netlink_error(action: str, exc: Exception) -> KernelError:
 
 
 def write_sysctl(path: str, value: str) -> None:
-    """Write ``value`` to ``/proc/sys/PATH`` unless it already holds it."""
+    """Write ``value`` to ``/proc/sys/PATH`` unless it already contains it."""
     full = os.path.join("/proc/sys", path)
     with open(full, encoding="ascii") as f:
         if f.read().strip() == value:

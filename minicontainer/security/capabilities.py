@@ -128,7 +128,7 @@ def ambient(security: dict, kept: list[str]) -> list[str]:
 
 
 def supported() -> list[str]:
-    """Return the names this kernel knows (those up to ``cap_last_cap``)."""
+    """Return the capability names this kernel supports (up to ``cap_last_cap``)."""
     try:
         with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
             last = int(f.read())

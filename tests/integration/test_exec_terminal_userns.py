@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import subprocess
-import time
 
-from support import MINICTR
+from support import MINICTR, read_pty_until_exit
 
 
 def _start(minictr, rootfs, *options):
     started = minictr("run", "-d", "--network", "none", *options, str(rootfs), "sleep", "120")
     assert started.returncode == 0, started.stderr
     return started.stdout.strip()
-
-
-def _read_until_exit(master: int, proc: subprocess.Popen, timeout: float = 30) -> bytes:
-    output = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    return output
 
 
 def test_exec_tty_is_a_container_pty(minictr, busybox_rootfs, state_dirs):
@@ -46,7 +25,7 @@ def test_exec_tty_is_a_container_pty(minictr, busybox_rootfs, state_dirs):
             stdin=slave, stdout=slave, stderr=slave,
         )
         os.close(slave)
-        output = _read_until_exit(master, proc).decode(errors="replace")
+        output = read_pty_until_exit(master, proc).decode(errors="replace")
         assert proc.wait(timeout=30) == 0
         lines = output.split()
         assert "/dev/pts/0" in lines

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from support import MINICTR, mount_table
+from support import MINICTR, mount_table, read_pty_until_exit
 
 NAMESPACES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
 
@@ -120,7 +119,8 @@ def test_writes_land_in_upper_layer(minictr, busybox_rootfs, state_dirs):
     assert (busybox_rootfs / "etc" / "group").exists()
     assert (directory / "upper" / marker).read_text() == "data\n"
     whiteout = os.stat(directory / "upper" / "etc" / "group", follow_symlinks=False)
-    assert os.major(whiteout.st_rdev) == 0 and os.minor(whiteout.st_rdev) == 0
+    assert os.major(whiteout.st_rdev) == 0
+    assert os.minor(whiteout.st_rdev) == 0
 
 
 def test_device_nodes(minictr, busybox_rootfs):
@@ -158,7 +158,8 @@ def test_loopback_is_up_and_alone(minictr, busybox_rootfs):
     assert result.returncode == 0, result.stderr
     links = result.stdout.strip().splitlines()
     assert len(links) == 1
-    assert "lo:" in links[0] and "UP" in links[0]
+    assert "lo:" in links[0]
+    assert "UP" in links[0]
 
 
 def test_exit_code_is_passed_through(minictr, busybox_rootfs):
@@ -271,21 +272,7 @@ def test_tty_gives_a_terminal(state_dirs, busybox_rootfs):
         stdin=slave, stdout=slave, stderr=slave,
     )
     os.close(slave)
-    output = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
+    output = read_pty_until_exit(master, proc)
     assert proc.wait(timeout=30) == 0
     os.close(master)
     assert b"TERMINAL-OK" in output
