@@ -326,6 +326,9 @@ def outside():
     """A namespace acting as "outside", linked to the host by a veth pair."""
     token = secrets.token_hex(3)
     namespace, host_end = f"mctout{token}", f"mcto{token}"
+    # `ip netns add` turns /run/netns into a mount point the first time it runs
+    # and never undoes it; undo it here when this fixture made it.
+    netns_was_mounted = _is_mount_point("/run/netns")
     subnet = _free_subnet().rsplit(".", 1)[0]
     host_ip, outside_ip = f"{subnet}.1", f"{subnet}.2"
     commands = [
@@ -360,6 +363,13 @@ def outside():
         subprocess.run(
             ["ip", "netns", "del", namespace], check=False, capture_output=True
         )
+        if not netns_was_mounted and not os.listdir("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], check=False, capture_output=True)
+
+
+def _is_mount_point(path: str) -> bool:
+    with open("/proc/self/mountinfo") as mountinfo:
+        return any(line.split()[4] == path for line in mountinfo)
 
 
 def test_outbound_nat_to_outside(net, busybox_rootfs, outside):
