@@ -217,8 +217,18 @@ class Container:
                 if cause is not None:
                     raise cause from None
                 raise
-            os.write(go_w, b"go")
+            released = True
+            try:
+                os.write(go_w, b"go")
+            except BrokenPipeError:
+                # PID 1 failed while building its root and is gone: its
+                # report is in the error pipe.
+                released = False
             failure = _error_from_pipe(error_r)
+            if failure is None and not released:
+                failure = errors.MinictrError(
+                    "container PID 1 exited before its command started"
+                )
             if failure is not None:
                 os.waitpid(self.pid, 0)
                 self.pid = 0
