@@ -309,8 +309,20 @@ def inspect(container_id: str) -> dict[str, Any]:
             },
         },
         "Mounts": config.mounts,
+        "UserNamespace": _user_namespace(record),
         "NetworkSettings": record.get("network") or config.network,
         "Devices": config.devices,
+    }
+
+
+def _user_namespace(record: dict[str, Any]) -> dict[str, Any]:
+    """Return the maps of a ``--userns`` container, and how each layer was mapped."""
+    if not record.get("uid_map"):
+        return {}
+    return {
+        "UidMap": record["uid_map"],
+        "GidMap": record.get("gid_map", []),
+        "Layers": record.get("userns_layers", []),
     }
 
 

@@ -39,6 +39,10 @@ DEV_LINKS = [
     ("pts/ptmx", "/dev/ptmx"),
 ]
 
+# The directory of a container that contains the short names of its lower
+# directories, from which the overlay is mounted.
+LOWER_LINKS = "lower"
+
 # /etc files generated per container and bind-mounted over the image's.
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
 
@@ -48,12 +52,44 @@ def escape_overlay_path(path: str) -> str:
     return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
 
 
-def overlay_options(lower_dirs: list[str], upper: str, work: str) -> str:
+def overlay_options(lower_dirs: list[str], upper: str | None, work: str | None) -> str:
+    """Return overlayfs mount data; upper and work may be None for a read-only stack."""
     lower = ":".join(escape_overlay_path(d) for d in lower_dirs)
+    if upper is None or work is None:
+        return f"lowerdir={lower}"
     return (
         f"lowerdir={lower},upperdir={escape_overlay_path(upper)},"
         f"workdir={escape_overlay_path(work)}"
     )
+
+
+def lower_link_steps(
+    lower_dirs: list[str], link_dir: str
+) -> tuple[list[Step], list[str]]:
+    """Return the steps that give each lower directory a short name, and the names.
+
+    mount(2) copies at most one page (4096 bytes) of option text, so a few
+    dozen layers with full paths do not fit. Each lower directory becomes a
+    symbolic link ``link_dir/N``, and the overlay is mounted from
+    ``link_dir`` with the relative names. A lower directory that already is
+    ``link_dir/N`` (an id-mapped layer's mount point) keeps its place.
+    """
+    steps: list[Step] = [MakeDir(link_dir, 0o700)]
+    names = []
+    for index, lower in enumerate(lower_dirs):
+        path = os.path.join(link_dir, str(index))
+        if lower != path:
+            steps.append(Symlink(lower, path))
+        names.append(str(index))
+    return steps, names
+
+
+def link_lower_dirs(lower_dirs: list[str], link_dir: str) -> list[str]:
+    """Make the short names of ``lower_dirs`` in ``link_dir`` now; return them."""
+    steps, names = lower_link_steps(lower_dirs, link_dir)
+    for step in steps:
+        step.apply()
+    return names
 
 
 def root_steps(
@@ -65,17 +101,18 @@ def root_steps(
     container, bind-mounted on ``/dev/console`` as runc does.
     """
     merged = os.path.join(container_dir, "merged")
-    upper = os.path.join(container_dir, "upper")
-    work = os.path.join(container_dir, "work")
+    link_dir = os.path.join(container_dir, LOWER_LINKS)
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
-    steps: list[Step] = [
+    steps, names = lower_link_steps(config.lower_dirs, link_dir)
+    steps += [
         Mount(
             "overlay",
             merged,
             "overlay",
             0,
-            overlay_options(config.lower_dirs, upper, work),
+            overlay_options(names, "../upper", "../work"),
+            cwd=link_dir,
         ),
         Mount("proc", "/proc", "proc", nosuid_nodev_noexec, root=merged),
         Mount(

@@ -162,14 +162,22 @@ class Container:
         before its command could run, after reaping what was started.
         """
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        console = os.ttyname(stdio.terminal) if stdio.terminal is not None else None
+        # With --userns, the lower directories are replaced by views or copies
+        # owned by the container's id range, so this comes before the root steps.
+        layer_steps = security.prepare_rootfs(self.config, self.directory)
+        try:
+            return self._fork(stdio, console, layer_steps)
+        finally:
+            security.close_layer_steps(layer_steps)
+
+    def _fork(self, stdio: Stdio, console: str | None, layer_steps: list[Step]) -> int:
         error_r, error_w = os.pipe2(os.O_CLOEXEC)
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        console = os.ttyname(stdio.terminal) if stdio.terminal is not None else None
-        # With --userns, the lower directories are replaced by copies owned
-        # by the container's id range, so this comes before the root steps.
-        security.prepare_rootfs(self.config, self.directory)
-        root_steps = rootfs.root_steps(self.config, self.directory, console)
+        root_steps = layer_steps + rootfs.root_steps(
+            self.config, self.directory, console
+        )
         merged = os.path.join(self.directory, "merged")
         root_steps += devices.node_steps(self.config, merged)
         if self.cgroup is not None:

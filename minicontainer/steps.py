@@ -43,7 +43,8 @@ class Mount(Step):
     With ``root`` set, ``target`` is a path inside the container's root,
     resolved without following symlinks out of it, and the mount point is
     created first: a directory, or an empty file when ``make`` is "file"
-    (for bind mounts of single files).
+    (for bind mounts of single files). With ``cwd`` set, the call runs in
+    that directory, so relative paths in ``data`` start there.
     """
 
     source: str | None
@@ -53,6 +54,7 @@ class Mount(Step):
     data: str | None = None
     root: str | None = None
     make: str | None = "dir"
+    cwd: str | None = None
 
     def describe(self) -> str:
         text = (
@@ -61,6 +63,8 @@ class Mount(Step):
         )
         if self.data:
             text += f" data {self.data}"
+        if self.cwd:
+            text += f" (from {self.cwd})"
         return text
 
     def apply(self) -> None:
@@ -74,7 +78,12 @@ class Mount(Step):
             else:
                 _make_dirs(target, self.target, "mount point")
         try:
-            syscalls.mount(self.source, target, self.fstype, self.flags, self.data)
+            if self.cwd:
+                mount_from(
+                    self.cwd, self.source, target, self.fstype, self.flags, self.data
+                )
+            else:
+                syscalls.mount(self.source, target, self.fstype, self.flags, self.data)
         except KernelError as exc:
             if not self.root:
                 raise
@@ -166,6 +175,8 @@ class Symlink(Step):
             os.unlink(path)
         except FileNotFoundError:
             pass
+        except IsADirectoryError:
+            os.rmdir(path)  # an empty mount point left by an earlier start
         os.symlink(self.target, path)
 
 
@@ -211,6 +222,28 @@ class PivotRoot(Step):
 
 
 @dataclass
+class AttachMount(Step):
+    """Attach a detached mount, made on the host before the fork, on ``target``.
+
+    The detached mount is a descriptor from open_tree(2), here an id-mapped
+    view of an image layer. move_mount(2) places it in this mount namespace.
+    """
+
+    tree_fd: int
+    source: str
+    target: str
+    note: str = ""
+
+    def describe(self) -> str:
+        note = f" ({self.note})" if self.note else ""
+        return f"move_mount {self.source}{note} on {self.target}"
+
+    def apply(self) -> None:
+        syscalls.attach_tree(self.tree_fd, self.target)
+        os.close(self.tree_fd)
+
+
+@dataclass
 class SetHostname(Step):
     hostname: str
 
@@ -233,6 +266,28 @@ class Callback(Step):
 
     def apply(self) -> None:
         self.function()  # type: ignore[operator]
+
+
+def mount_from(
+    directory: str,
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: int,
+    data: str | None,
+) -> None:
+    """Call mount(2) with ``directory`` as the working directory, then go back."""
+    previous = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(directory)
+        try:
+            syscalls.mount(source, target, fstype, flags, data)
+        except KernelError as exc:
+            message = f"{exc} (relative paths from {directory})"
+            raise KernelError(message, exc.errno) from None
+    finally:
+        os.fchdir(previous)
+        os.close(previous)
 
 
 def _host_path(root: str | None, path: str) -> str:

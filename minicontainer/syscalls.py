@@ -118,6 +118,7 @@ _libc.prctl.argtypes = [
 ]
 _libc.syscall.restype = ctypes.c_long
 
+
 def _pivot_root_nr() -> int:
     machine = os.uname().machine
     if machine == "x86_64":
@@ -221,6 +222,74 @@ def pivot_root(new_root: str, put_old: str) -> None:
     rc = _libc.syscall(_pivot_root_nr(), new_root.encode(), put_old.encode())
     if rc != 0:
         raise _fail(f"pivot_root {new_root} {put_old}")
+
+
+# The mount API of Linux 5.2 and later. Syscalls numbered from 424 on have
+# the same number on every architecture.
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_IDMAP = 0x00100000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def open_tree_clone(path: str) -> int:
+    """Return a descriptor for a detached copy of the mount tree at ``path``."""
+    fd = _libc.syscall(
+        ctypes.c_long(_SYS_OPEN_TREE),
+        ctypes.c_int(AT_FDCWD),
+        ctypes.c_char_p(path.encode()),
+        ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC),
+    )
+    if fd < 0:
+        raise _fail(f"open_tree {path} (OPEN_TREE_CLONE)")
+    return fd
+
+
+def set_idmap(tree_fd: int, userns_fd: int, path: str) -> None:
+    """Give the detached mount ``tree_fd`` the id mapping of a user namespace.
+
+    ``path`` is where the mount was cloned from, for the error message.
+    """
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    rc = _libc.syscall(
+        ctypes.c_long(_SYS_MOUNT_SETATTR),
+        ctypes.c_int(tree_fd),
+        ctypes.c_char_p(b""),
+        ctypes.c_uint(AT_EMPTY_PATH),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if rc != 0:
+        raise _fail(f"mount_setattr {path} (MOUNT_ATTR_IDMAP)")
+
+
+def attach_tree(tree_fd: int, target: str) -> None:
+    """Attach the detached mount ``tree_fd`` on ``target`` with move_mount(2)."""
+    rc = _libc.syscall(
+        ctypes.c_long(_SYS_MOVE_MOUNT),
+        ctypes.c_int(tree_fd),
+        ctypes.c_char_p(b""),
+        ctypes.c_int(AT_FDCWD),
+        ctypes.c_char_p(target.encode()),
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+    )
+    if rc != 0:
+        raise _fail(f"move_mount on {target}")
 
 
 def sethostname(name: str) -> None:

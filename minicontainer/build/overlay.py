@@ -22,18 +22,19 @@ from collections.abc import Callable
 
 from .. import errors
 from .. import syscalls as sc
-from ..rootfs import escape_overlay_path, overlay_options
+from ..rootfs import link_lower_dirs, overlay_options
+from ..steps import mount_from
 
 log = logging.getLogger(__name__)
 
 
-def _mount_read_only(lower_dirs: list[str], target: str) -> None:
+def _mount_read_only(lower_dirs: list[str], target: str, link_dir: str) -> None:
     if len(lower_dirs) == 1:
         # overlayfs without an upper directory needs two lower directories.
         sc.mount(lower_dirs[0], target, None, sc.MS_BIND | sc.MS_REC)
         return
-    lower = ":".join(escape_overlay_path(d) for d in lower_dirs)
-    sc.mount("overlay", target, "overlay", sc.MS_RDONLY, f"lowerdir={lower}")
+    options = overlay_options(link_lower_dirs(lower_dirs, link_dir), None, None)
+    mount_from(link_dir, "overlay", target, "overlay", sc.MS_RDONLY, options)
 
 
 def change_in_overlay(
@@ -81,15 +82,16 @@ def _child(
         sc.unshare(sc.CLONE_NEWNS)
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
         merged = os.path.join(base, "merged")
-        options = overlay_options(
-            lower_dirs, os.path.join(base, "upper"), os.path.join(base, "work")
-        )
-        log.debug("mount overlay on %s (%s)", merged, options)
-        sc.mount("overlay", merged, "overlay", 0, options)
+        link_dir = os.path.join(base, "lower")
+        names = link_lower_dirs(lower_dirs, link_dir)
+        options = overlay_options(names, "../upper", "../work")
+        log.debug("mount overlay on %s (%s, from %s)", merged, options, link_dir)
+        mount_from(link_dir, "overlay", merged, "overlay", 0, options)
         source_root = None
         if source_lower_dirs is not None:
             source_root = os.path.join(base, "source")
-            _mount_read_only(source_lower_dirs, source_root)
+            source_links = os.path.join(base, "source-lower")
+            _mount_read_only(source_lower_dirs, source_root, source_links)
         action(merged, source_root)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent
         report = {"class": type(exc).__name__, "message": _message(exc)}

@@ -214,17 +214,33 @@ def sysctl_steps(config: ContainerConfig) -> list[Step]:
     return limits.sysctl_steps(config.security.get("sysctls") or {}, mode)
 
 
-def prepare_rootfs(config: ContainerConfig, container_dir: str) -> None:
-    """Shift file ownership for ``--userns``; call before the root steps are built.
+def prepare_rootfs(config: ContainerConfig, container_dir: str) -> list[Step]:
+    """Map file ownership for ``--userns``; call before the root steps are built.
 
-    Changes ``config.lower_dirs`` for this run. Does nothing without a
-    user namespace.
+    Changes ``config.lower_dirs`` for this run and returns the steps that
+    attach id-mapped layers, which go before the overlay mount. The caller
+    closes their descriptors with ``close_layer_steps`` once PID 1 has
+    forked. Does nothing without a user namespace.
     """
     if not config.security.get("userns"):
-        return
+        return []
     from .. import state
     from . import userns
 
-    userns.prepare_rootfs(config, container_dir)
+    steps = userns.prepare_rootfs(config, container_dir)
     maps = config.security["userns"]
-    state.update_state(config.id, uid_map=maps["uid_map"], gid_map=maps["gid_map"])
+    state.update_state(
+        config.id,
+        uid_map=maps["uid_map"],
+        gid_map=maps["gid_map"],
+        userns_layers=maps["layers"],
+    )
+    return steps
+
+
+def close_layer_steps(steps: list[Step]) -> None:
+    """Close the host's copies of the descriptors that ``prepare_rootfs`` made."""
+    if steps:
+        from . import userns
+
+        userns.close_steps(steps)

@@ -18,13 +18,19 @@ outside and writes PID 1's maps once PID 1 has unshared
 (user_namespaces(7)).
 
 Files keep their host owners, so the image's root-owned files would show
-up as ``nobody`` inside. Until id-mapped mounts are used, minictr makes a
-copy of each lower directory with ids shifted into the container's range,
-once per directory and map, under ``<state root>/userns/``.
+up as ``nobody`` inside. An id-mapped mount (Linux 5.12 and later) fixes
+that without touching the files: it is a view of a directory in which each
+owner on disk is translated through the map of a user namespace, so host
+uid 0 appears as the first id of the container's range. Overlayfs accepts
+such views as lower layers (Linux 5.19 and later). Where the file system of
+a layer cannot be id-mapped, minictr falls back to a copy of the layer with
+ids shifted into the container's range, made once per directory and map,
+under ``<state root>/userns/``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -32,6 +38,8 @@ import shutil
 import stat
 
 from ..errors import InvalidArgument, KernelError
+from ..rootfs import LOWER_LINKS
+from ..steps import AttachMount, Step
 
 log = logging.getLogger(__name__)
 
@@ -106,28 +114,151 @@ def map_id(value: int, id_map: list[list[int]]) -> int:
 # ---- on the host, before fork ----------------------------------------------
 
 
-def prepare_rootfs(config, container_dir: str) -> None:
-    """Give the container's files ids inside its range; point lowers at copies.
+# Set to "off" to make --userns copy layers even where id-mapped mounts work,
+# to compare the two methods or to work around a kernel bug.
+IDMAP_ENV = "MINICTR_IDMAP"
 
-    Replaces ``config.lower_dirs`` for this run with shifted copies and
-    gives the upper directory and the generated /etc files to the
-    container's root.
+# The errors of open_tree and mount_setattr that mean "this kernel or file
+# system cannot do it", as opposed to a failure worth reporting.
+_IDMAP_UNSUPPORTED = (
+    errno.ENOSYS,
+    errno.EINVAL,
+    errno.EPERM,
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+)
+
+
+def prepare_rootfs(config, container_dir: str) -> list[Step]:
+    """Give the container's files ids inside its range; return the layer steps.
+
+    Each lower directory is shown through an id-mapped mount where its file
+    system allows it, and through a shifted copy otherwise. The returned
+    steps attach the id-mapped mounts in the container's mount namespace
+    and must run before the overlay mount. ``config.lower_dirs`` is changed
+    for this run, and ``config.security["userns"]["layers"]`` records the
+    method used for each lower directory.
     """
     userns = config.security.get("userns")
     if not userns:
-        return
+        return []
     from .. import paths
 
     uid_map, gid_map = userns["uid_map"], userns["gid_map"]
-    config.lower_dirs = [
-        shifted_copy(lower, uid_map, gid_map, paths.state_root())
-        for lower in config.lower_dirs
-    ]
+    steps: list[Step] = []
+    lowers: list[str] = []
+    methods: list[str] = []
+    mapping_fd = None
+    if os.environ.get(IDMAP_ENV, "").lower() not in ("off", "0", "no"):
+        mapping_fd = _mapping_namespace(uid_map, gid_map)
+    try:
+        for index, lower in enumerate(config.lower_dirs):
+            tree_fd = None if mapping_fd is None else _idmapped_tree(lower, mapping_fd)
+            if tree_fd is None:
+                lowers.append(shifted_copy(lower, uid_map, gid_map, paths.state_root()))
+                methods.append("shifted copy")
+                continue
+            # The mount point doubles as the layer's short name in the
+            # overlay's options (rootfs.link_lower_dirs).
+            target = os.path.join(container_dir, LOWER_LINKS, str(index))
+            if os.path.islink(target):
+                os.unlink(target)
+            os.makedirs(target, mode=0o700, exist_ok=True)
+            steps.append(
+                AttachMount(tree_fd, lower, target, "id-mapped by the user namespace")
+            )
+            lowers.append(target)
+            methods.append("id-mapped mount")
+    except BaseException:
+        close_steps(steps)
+        raise
+    finally:
+        if mapping_fd is not None:
+            os.close(mapping_fd)
+    config.lower_dirs = lowers
+    userns["layers"] = methods
     root_uid, root_gid = map_id(0, uid_map), map_id(0, gid_map)
     for name in ("upper", "hostname", "hosts", "resolv.conf"):
         path = os.path.join(container_dir, name)
         if os.path.lexists(path):
             os.lchown(path, root_uid, root_gid)
+    return steps
+
+
+def close_steps(steps: list[Step]) -> None:
+    """Close the detached mounts held by ``steps``, in the process that made them."""
+    for step in steps:
+        if isinstance(step, AttachMount):
+            try:
+                os.close(step.tree_fd)
+            except OSError:
+                pass
+
+
+def _idmapped_tree(lower: str, mapping_fd: int) -> int | None:
+    """Return a detached, id-mapped mount of ``lower``, or None if unsupported."""
+    from .. import syscalls as sc
+
+    try:
+        tree_fd = sc.open_tree_clone(lower)
+    except KernelError as exc:
+        if exc.errno in _IDMAP_UNSUPPORTED:
+            log.debug("no id-mapped mount for %s: %s", lower, exc)
+            return None
+        raise
+    try:
+        sc.set_idmap(tree_fd, mapping_fd, lower)
+    except KernelError as exc:
+        os.close(tree_fd)
+        if exc.errno in _IDMAP_UNSUPPORTED:
+            log.debug("no id-mapped mount for %s: %s", lower, exc)
+            return None
+        raise
+    log.debug("id-mapped mount of %s made (open_tree, mount_setattr)", lower)
+    return tree_fd
+
+
+def _mapping_namespace(uid_map, gid_map) -> int | None:
+    """Return a descriptor of a new user namespace with the container's maps.
+
+    An id-mapped mount takes its map from a user namespace. A short-lived
+    child creates one, the maps are written from here, and the open
+    descriptor keeps the namespace alive after the child exits. Returns
+    None where user namespaces cannot be created.
+    """
+    from .. import syscalls as sc
+
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(ready_r)
+        os.close(done_w)
+        try:
+            sc.unshare(sc.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            log.debug("no user namespace for the id-mapped mounts: unshare failed")
+            return None
+        for name, id_map in (("uid_map", uid_map), ("gid_map", gid_map)):
+            # The kernel takes a map from one write(2) only.
+            text = "".join(f"{a} {b} {c}\n" for a, b, c in id_map)
+            fd = os.open(f"/proc/{child}/{name}", os.O_WRONLY)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        return os.open(f"/proc/{child}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(child, 0)
 
 
 def shifted_copy(lower: str, uid_map, gid_map, state_root: str) -> str:

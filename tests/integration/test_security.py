@@ -489,7 +489,14 @@ def test_joining_process_exe_hidden_when_hardened(busybox_rootfs, state_dirs):
     assert _exe_access_from_container(busybox_rootfs, state_dirs, True) == "DENIED"
 
 
-def test_userns_root_is_unprivileged_on_host(minictr, busybox_rootfs, state_dirs):
+@pytest.mark.parametrize(
+    ("idmap", "method"), [("on", "id-mapped mount"), ("off", "shifted copy")]
+)
+def test_userns_root_is_unprivileged_on_host(
+    minictr, busybox_rootfs, state_dirs, monkeypatch, idmap, method
+):
+    # MINICTR_IDMAP=off forces the copy that hosts without id-mapped mounts use.
+    monkeypatch.setenv("MINICTR_IDMAP", idmap)
     result = minictr(
         "run",
         "--network",
@@ -511,4 +518,7 @@ def test_userns_root_is_unprivileged_on_host(minictr, busybox_rootfs, state_dirs
     assert made.stat().st_uid == 100000
     state = json.loads((container_dir / "state.json").read_text())
     assert state["uid_map"] == [[0, 100000, 65536]]
+    assert state["userns_layers"] == [method]
+    copies = Path(state_dirs["root"]) / "userns"
+    assert copies.exists() == (method == "shifted copy")
     minictr("rm", container_dir.name)

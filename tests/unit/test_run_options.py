@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +113,31 @@ def test_build_env_user_values_win():
 def test_overlay_options_escape_separators():
     options = rootfs.overlay_options(["/a,b", "/c:d"], "/up\\per", "/work")
     assert options == "lowerdir=/a\\,b:/c\\:d,upperdir=/up\\\\per,workdir=/work"
+
+
+def test_overlay_options_without_upper_is_read_only():
+    assert rootfs.overlay_options(["0", "1"], None, None) == "lowerdir=0:1"
+
+
+def test_lower_links_name_layers_by_index(tmp_path):
+    links = str(tmp_path / "lower")
+    in_place = f"{links}/1"
+    steps, names = rootfs.lower_link_steps(["/layers/a", in_place, "/x"], links)
+    assert names == ["0", "1", "2"]
+    assert [step.describe() for step in steps] == [
+        f"mkdir -p {links} mode 700",
+        f"symlink {links}/0 -> /layers/a",
+        f"symlink {links}/2 -> /x",
+    ]
+
+
+def test_link_lower_dirs_replaces_old_links(tmp_path):
+    links = tmp_path / "lower"
+    rootfs.link_lower_dirs(["/old"], str(links))
+    (links / "1").mkdir()  # an empty mount point from an earlier start
+    rootfs.link_lower_dirs(["/new", "/other"], str(links))
+    assert (links / "0").readlink() == Path("/new")
+    assert (links / "1").readlink() == Path("/other")
 
 
 def test_flag_names():
