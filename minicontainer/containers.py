@@ -3,7 +3,7 @@
 This is the layer between the command line (or the Python API) and the
 runtime: it validates every option before anything is created, resolves the
 root file system (a directory, or an image that is pulled first when the
-pull policy asks for it), and fills a ``ContainerConfig``.
+pull policy requires it), and fills a ``ContainerConfig``.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def resolve_rootfs(
 ) -> tuple[list[str], dict | None, str]:
     """Return overlay lower dirs, the image config (or None) and the image id.
 
-    An image is pulled first as ``pull`` asks (by default, when it is not in
+    An image is pulled first as ``pull`` sets (by default, when it is not in
     the store). A directory is never pulled.
     """
     if os.path.isdir(rootfs):

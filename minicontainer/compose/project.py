@@ -402,11 +402,11 @@ class _LineWriter:
 def prepare_images(
     project: Project, services: list[str], output: Output, build: bool = False
 ) -> None:
-    """Build or pull the image of each service, as its ``pull_policy`` says.
+    """Build or pull the image of each service, as its ``pull_policy`` sets.
 
-    A service with ``build`` is built when its image is missing, on every
-    ``up`` with ``pull_policy: build`` or ``build`` set, and pulled instead
-    with ``pull_policy: always``. A service with only ``image`` is pulled as
+    A service with ``build`` is built when its image is missing, and on
+    every ``up`` with ``pull_policy: build`` or with ``build`` true
+    (``up --build``). With ``pull_policy: always`` it is pulled instead. A service with only ``image`` is pulled as
     ``minictr run --pull`` would with the same policy. Raises ServiceFailed
     naming the service when a pull fails.
     """
@@ -428,7 +428,7 @@ def pull_image(
     policy: str,
     quiet: bool = False,
 ) -> bool:
-    """Pull the image of ``service`` as ``policy`` says; return True if it pulled.
+    """Pull the image of ``service`` as ``policy`` sets; return True if it pulled.
 
     Registries in ``MINICTR_INSECURE_REGISTRIES`` are reached over plain
     HTTP. Raises ServiceFailed with the service's name and the reason.

@@ -1,8 +1,8 @@
 """Pull policies: whether ``run``, ``create`` and Compose fetch an image first.
 
 Docker's ``--pull`` option takes three policies. ``missing`` (the default)
-pulls only when the local store has no image by that name, ``always`` asks the
-registry for the manifest every time and downloads the blobs the store lacks,
+pulls only when the local store has no image by that name, ``always`` requests the
+manifest from the registry every time and downloads the blobs the store lacks,
 and ``never`` uses the store alone and fails when the image is not there.
 Compose's ``pull_policy`` adds ``build`` and the alias ``if_not_present``;
 the Compose code maps those onto these three.
@@ -31,14 +31,14 @@ PULL_ALWAYS = "always"
 PULL_NEVER = "never"
 PULL_POLICIES = (PULL_MISSING, PULL_ALWAYS, PULL_NEVER)
 
-# Docker refuses a 64-digit hexadecimal repository name for the same reason:
+# Docker rejects a 64-digit hexadecimal repository name for the same reason:
 # it is an image ID, and pulling it by name would fetch something else.
 _IMAGE_ID_RE = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
 
 @dataclass
 class PullSettings:
-    """How a command that starts containers pulls the images it needs."""
+    """Pull policy and progress display of a command that starts containers."""
 
     policy: str = PULL_MISSING
     insecure: bool = False  # plain HTTP, as ``minictr pull --insecure-registry``
@@ -115,7 +115,7 @@ def pullable_reference(name: str) -> Reference | None:
 def ensure_image(
     name: str, settings: PullSettings, root: str | None = None
 ) -> Image | None:
-    """Pull image ``name`` if ``settings.policy`` asks for it; return what was pulled.
+    """Pull image ``name`` if ``settings.policy`` requires it; return what was pulled.
 
     Returns None when no pull was needed. Raises ``NotFound`` for a missing
     image under ``never``, or one that no registry could serve, and

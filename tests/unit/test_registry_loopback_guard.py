@@ -103,7 +103,7 @@ def test_pull_of_short_name_rejected(record, lookups, tmp_path):
 
 
 class _RedirectOffLoopback(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         self.send_response(307)
         self.send_header("Location", "http://storage.example.com/blob")
         self.send_header("Content-Length", "0")
