@@ -406,9 +406,10 @@ def prepare_images(
 
     A service with ``build`` is built when its image is missing, and on
     every ``up`` with ``pull_policy: build`` or with ``build`` true
-    (``up --build``). With ``pull_policy: always`` it is pulled instead. A service with only ``image`` is pulled as
-    ``minictr run --pull`` would with the same policy. Raises ServiceFailed
-    naming the service when a pull fails.
+    (``up --build``). With ``pull_policy: always`` it is pulled instead.
+    A service with only ``image`` is pulled as ``minictr run --pull`` would
+    with the same policy. Raises ServiceFailed naming the service when a pull
+    fails.
     """
     for name in services:
         service = project.services[name]

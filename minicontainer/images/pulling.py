@@ -48,7 +48,7 @@ class PullSettings:
 
 
 def parse_pull_policy(value: str, option: str = "--pull") -> str:
-    """Return ``value`` as one of ``PULL_POLICIES``; raise ``InvalidArgument`` if not."""
+    """Return ``value`` as one of ``PULL_POLICIES``, or raise ``InvalidArgument``."""
     policy = value.strip().lower()
     if policy not in PULL_POLICIES:
         raise InvalidArgument(

@@ -119,7 +119,9 @@ def _guarded_redirect_handler() -> Any:
     class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
         """Apply the loopback-only test hook to redirect targets as well."""
 
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        def redirect_request(  # type: ignore[no-untyped-def]
+            self, req, fp, code, msg, headers, newurl
+        ):
             check_loopback_only(newurl)
             return super().redirect_request(req, fp, code, msg, headers, newurl)
 
