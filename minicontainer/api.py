@@ -245,11 +245,15 @@ def run(
 ) -> Container:
     """Start a detached container from ``rootfs`` and return it once its command runs.
 
-    ``settings`` are the long options of ``minictr run`` with ``_`` for
-    ``-``: ``name="web"``, ``env={"A": "1"}``, ``memory="64m"``,
-    ``network="none"``, ``stop_timeout=2``. ``options`` takes further
-    command-line options as given to ``minictr run``, such as
-    ``["--cap-add", "NET_ADMIN"]``.
+    ``rootfs`` is a directory or an image. ``settings`` are the long options
+    of ``minictr run`` with ``_`` for ``-``: ``name="web"``,
+    ``env={"A": "1"}``, ``memory="64m"``, ``network="none"``,
+    ``stop_timeout=2``. ``pull`` is the pull policy of ``--pull``:
+    ``"missing"`` (the default) pulls an image that is not stored,
+    ``"always"`` pulls it every time and ``"never"`` raises ``NotFound``
+    instead. ``insecure_registry=True`` pulls over plain HTTP. A pull's
+    progress goes to stderr. ``options`` takes further command-line options
+    as given to ``minictr run``, such as ``["--cap-add", "NET_ADMIN"]``.
     """
     config = build_config(rootfs, command, options=options, **settings)
     return Container(lifecycle.run_detached(config))
@@ -258,7 +262,10 @@ def run(
 def create(
     rootfs: str, command: list[str], *, options: list[str] | None = None, **settings
 ) -> Container:
-    """Create a container like :func:`run` without starting it."""
+    """Create a container like :func:`run` without starting it.
+
+    It takes the same settings, ``pull`` among them.
+    """
     config = build_config(rootfs, command, options=options, **settings)
     return Container(lifecycle.create(config))
 

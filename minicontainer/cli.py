@@ -77,6 +77,18 @@ def container_options(function):
             help="Seconds before SIGKILL on stop.",
         ),
         click.option("-l", "--label", multiple=True, help="Set a label, KEY=VALUE."),
+        click.option(
+            "--pull",
+            default="missing",
+            show_default=True,
+            help="Pull the image before creating the container: missing (when not"
+            " stored), always, or never.",
+        ),
+        click.option(
+            "--insecure-registry",
+            is_flag=True,
+            help="Pull the image over plain HTTP (also MINICTR_INSECURE_REGISTRIES).",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -109,12 +121,29 @@ def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: boo
         stop_signal=kwargs.pop("stop_signal"),
         stop_timeout=kwargs.pop("stop_timeout"),
         labels=labels,
+        pull=_pull_settings(kwargs.pop("pull"), kwargs.pop("insecure_registry")),
     )
     for part, value in subsystem_parts.items():
         _apply_part(config, part, value)
     if config.network.get("publish_all") and config.exposed_ports:
         config.network["expose"] = list(config.exposed_ports)
     return config
+
+
+def _pull_settings(policy: str, insecure: bool):
+    """Return the PullSettings of ``--pull``, drawing progress on stderr.
+
+    Stderr keeps a pull's output apart from the container's stdout.
+    """
+    from .cli_images import PullProgress
+    from .images.pulling import PullSettings, parse_pull_policy
+
+    return PullSettings(
+        policy=parse_pull_policy(policy),
+        insecure=insecure,
+        progress=PullProgress(sys.stderr),
+        output=lambda line: click.echo(line, err=True),
+    )
 
 
 def _apply_part(config, part: str, value) -> None:

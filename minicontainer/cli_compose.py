@@ -258,6 +258,59 @@ def build(ctx: click.Context, services: tuple[str, ...]) -> None:
 
 
 @compose.command()
+@click.option(
+    "--policy",
+    type=click.Choice(["always", "missing"]),
+    default="always",
+    show_default=True,
+    help="Pull every image, or only images that are not stored.",
+)
+@click.option(
+    "--ignore-buildable", is_flag=True, help="Skip services that have a build section."
+)
+@click.option(
+    "--ignore-pull-failures",
+    is_flag=True,
+    help="Report failed pulls as warnings and exit 0.",
+)
+@click.option(
+    "--include-deps", is_flag=True, help="Also pull the services' dependencies."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print no progress.")
+@click.argument("services", nargs=-1)
+@click.pass_context
+def pull(
+    ctx: click.Context,
+    policy: str,
+    ignore_buildable: bool,
+    ignore_pull_failures: bool,
+    include_deps: bool,
+    quiet: bool,
+    services: tuple[str, ...],
+) -> None:
+    """Pull the images of the services (all by default) without starting them.
+
+    Registries named in MINICTR_INSECURE_REGISTRIES are reached over plain HTTP.
+    """
+    from .compose import graph
+    from .compose import project as compose_project
+
+    project, _ = _load(ctx)
+    selected = graph.start_order(project, list(services) or None)
+    if services and not include_deps:
+        selected = [name for name in selected if name in services]
+    compose_project.pull_images(
+        project,
+        selected,
+        _echo,
+        policy=policy,
+        ignore_buildable=ignore_buildable,
+        ignore_failures=ignore_pull_failures,
+        quiet=quiet,
+    )
+
+
+@compose.command()
 @click.argument("services", nargs=-1)
 @click.pass_context
 def stop(ctx: click.Context, services: tuple[str, ...]) -> None:

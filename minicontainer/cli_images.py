@@ -295,19 +295,6 @@ class PullProgress:
         self.stream.flush()
 
 
-def _credentials_for(registry: str) -> tuple[str, str] | None:
-    from .images.auth import find_credentials
-    from .images.store import default_state_root
-
-    return find_credentials(registry, default_state_root())
-
-
-def _is_insecure(registry: str, flag: bool) -> bool:
-    from .images.registry import insecure_registries_from_env
-
-    return flag or registry in insecure_registries_from_env()
-
-
 @click.command("pull")
 @click.option(
     "--insecure-registry", is_flag=True, help="Use plain HTTP for this registry."
@@ -316,16 +303,15 @@ def _is_insecure(registry: str, flag: bool) -> bool:
 @click.argument("name", metavar="[REGISTRY/]REPO[:TAG|@DIGEST]")
 def pull(insecure_registry: bool, quiet: bool, name: str) -> None:
     """Download an image from a registry."""
+    from .images.pulling import pull_reference
     from .images.reference import parse_reference
-    from .images.registry import pull as pull_image
 
     reference = parse_reference(name)
     progress = None if quiet else PullProgress()
-    image = pull_image(
+    image = pull_reference(
         reference,
         _store(),
-        insecure=_is_insecure(reference.registry, insecure_registry),
-        credentials=_credentials_for(reference.registry),
+        insecure=insecure_registry,
         progress=progress,
         on_manifest=None if quiet else lambda d: click.echo(f"Digest: {d}", err=True),
     )
@@ -356,6 +342,7 @@ def login(
 ) -> None:
     """Check credentials against a registry and save them."""
     from .images.auth import store_credentials
+    from .images.pulling import is_insecure
     from .images.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
     from .images.registry import RegistryClient
     from .images.store import default_state_root
@@ -368,7 +355,7 @@ def login(
     client = RegistryClient(
         api_host,
         credentials=(username, password),
-        insecure=_is_insecure(registry, insecure_registry),
+        insecure=is_insecure(registry, insecure_registry),
     )
     client.ping()
     store_credentials(registry, username, password, default_state_root())

@@ -2,18 +2,22 @@
 
 This is the layer between the command line (or the Python API) and the
 runtime: it validates every option before anything is created, resolves the
-root file system (a directory now; an image when the image store has one),
-and fills a ``ContainerConfig``.
+root file system (a directory, or an image that is pulled first when the
+pull policy requires it), and fills a ``ContainerConfig``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from . import state
 from .config import ContainerConfig, ProcessConfig
 from .errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from .images.pulling import PullSettings
 
 _HOSTNAME_LABEL = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 _ENV_KEY = re.compile(r"^[^=\s]+$")
@@ -85,8 +89,14 @@ def validate_workdir(workdir: str) -> None:
         )
 
 
-def resolve_rootfs(rootfs: str) -> tuple[list[str], dict | None, str]:
-    """Return overlay lower dirs, the image config (or None) and the image id."""
+def resolve_rootfs(
+    rootfs: str, pull: PullSettings | None = None
+) -> tuple[list[str], dict | None, str]:
+    """Return overlay lower dirs, the image config (or None) and the image id.
+
+    An image is pulled first as ``pull`` sets (by default, when it is not in
+    the store). A directory is never pulled.
+    """
     if os.path.isdir(rootfs):
         return [os.path.realpath(rootfs)], None, ""
     if os.path.exists(rootfs):
@@ -101,7 +111,9 @@ def resolve_rootfs(rootfs: str) -> tuple[list[str], dict | None, str]:
     )
     if not looks_like_path:
         from .images import resolve_for_run
+        from .images.pulling import PullSettings, ensure_image
 
+        ensure_image(rootfs, pull or PullSettings())
         image = resolve_for_run(rootfs)
         return list(image.lower_dirs), image.config, image.image_id
     raise NotFound(
@@ -129,8 +141,12 @@ def build_config(
     stop_signal: str | None = None,
     stop_timeout: int | None = None,
     labels: dict[str, str] | None = None,
+    pull: PullSettings | None = None,
 ) -> ContainerConfig:
-    """Validate options and return the config of a new container."""
+    """Validate options and return the config of a new container.
+
+    ``pull`` sets when an image is pulled (default: when it is missing).
+    """
     if name:
         state.validate_name(name)
     if hostname:
@@ -142,7 +158,7 @@ def build_config(
 
         parse_user_spec(user)
 
-    lower_dirs, image_config, image_id = resolve_rootfs(rootfs)
+    lower_dirs, image_config, image_id = resolve_rootfs(rootfs, pull)
     image_config = image_config or {}
     args = _command_for(command, entrypoint, image_config)
 

@@ -3,6 +3,11 @@
 Integration tests run the real ``minictr`` as root against the sample busybox
 root file system, with private state directories, so they never touch
 ``/var/lib/minictr`` and never see each other's containers.
+
+No test may send a registry request off the machine: a session-wide fixture
+sets the registry client's loopback-only test hook, and every test fails if
+a request to another host was rejected while it ran, even one made by a
+``minictr`` subprocess that reported the error some other way.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 import pytest
 from support import MINICTR, REPO, ROOTFS
 
+from minicontainer.images.registry import LOOPBACK_ONLY_ENV
+
 
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() == 0:
@@ -22,6 +29,36 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "integration" in item.path.parts or "cgroup2" in item.path.parts:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_only_record(tmp_path_factory) -> Path:
+    """The file where the registry client records requests it rejected.
+
+    Setting ``MINICTR_TEST_LOOPBACK_ONLY`` here, for the whole session, makes
+    every registry request to a host other than loopback fail, in this process
+    and in every ``minictr`` it starts.
+    """
+    record = tmp_path_factory.mktemp("loopback-only") / "rejected-urls"
+    record.touch()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(LOOPBACK_ONLY_ENV, str(record))
+        yield record
+
+
+@pytest.fixture(autouse=True)
+def no_registry_request_off_loopback(loopback_only_record: Path):
+    """Fail the test if a registry request to a non-loopback host was attempted."""
+    start = loopback_only_record.stat().st_size
+    yield
+    with open(loopback_only_record, encoding="utf-8") as record:
+        record.seek(start)
+        rejected = record.read().split()
+    if rejected:
+        pytest.fail(
+            "the test tried to reach a registry that is not on loopback: "
+            + ", ".join(rejected)
+        )
 
 
 @pytest.fixture(scope="session")

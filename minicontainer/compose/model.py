@@ -115,6 +115,7 @@ class Service:
     name: str
     image: str = ""
     build: BuildSpec | None = None
+    pull_policy: str = "missing"  # missing, always, never or build
     command: list[str] | None = None
     entrypoint: list[str] | None = None
     environment: dict[str, str] = field(default_factory=dict)
@@ -503,6 +504,18 @@ def build_service(
         )
     if not service.image and service.build is None:
         raise ComposeError(f"invalid {path}: give image or build")
+    if "pull_policy" in value:
+        service.pull_policy = parse_pull_policy(
+            value["pull_policy"], f"{path}.pull_policy"
+        )
+    if service.pull_policy == "build" and service.build is None:
+        raise ComposeError(
+            f"invalid {path}.pull_policy: 'build' needs a build section in the service"
+        )
+    if service.pull_policy == "always" and not service.image:
+        raise ComposeError(
+            f"invalid {path}.pull_policy: 'always' needs an image to pull"
+        )
     service.command = _command(value.get("command"))
     service.entrypoint = _command(value.get("entrypoint"))
     service.environment = _environment(value.get("environment"), variables)
@@ -529,6 +542,32 @@ def build_service(
     _read_process_settings(service, value, path)
     _read_limits(service, value, path)
     return service
+
+
+# Compose's pull policies that check the registry on a schedule, by the time
+# of the last pull, which minictr does not record.
+_TIMED_PULL_POLICIES = ("daily", "weekly", "refresh")
+
+
+def parse_pull_policy(value: Any, path: str) -> str:
+    """Return a Compose ``pull_policy`` as missing, always, never or build.
+
+    ``if_not_present`` is Compose's older name for ``missing``.
+    """
+    text = str(value).strip().lower()
+    if text == "if_not_present":
+        return "missing"
+    if text in ("missing", "always", "never", "build"):
+        return text
+    if text in _TIMED_PULL_POLICIES or text.startswith("every_"):
+        raise ComposeError(
+            f"{path}: pull_policy {value!r} is not supported by minictr: use"
+            " missing, always, never or build"
+        )
+    raise ComposeError(
+        f"invalid {path}: {value!r} is not a pull policy: use missing, always,"
+        " never, build or if_not_present"
+    )
 
 
 def _environment(

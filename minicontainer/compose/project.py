@@ -242,9 +242,17 @@ def _labels(project: Project, service: Service) -> dict[str, str]:
 
 
 def config_hash(project: Project, service: Service) -> str:
-    """Return a digest of the service's settings, to tell when to recreate it."""
+    """Return a digest of the service's settings, to tell when to recreate it.
+
+    As in Compose, ``pull_policy`` is left out: it changes how the image is
+    fetched, not the container.
+    """
+    # NOTE: the image ID is not part of the digest either, so a container is
+    # kept after a pull or a build brought a newer image under the same name.
+    settings = asdict(service)
+    settings.pop("pull_policy")
     document = {
-        "service": asdict(service),
+        "service": settings,
         "networks": {k: asdict(v) for k, v in project.networks.items()},
         "volumes": {k: asdict(v) for k, v in project.volumes.items()},
     }
@@ -391,6 +399,104 @@ class _LineWriter:
         pass
 
 
+def prepare_images(
+    project: Project, services: list[str], output: Output, build: bool = False
+) -> None:
+    """Build or pull the image of each service, as its ``pull_policy`` sets.
+
+    A service with ``build`` is built when its image is missing, and on
+    every ``up`` with ``pull_policy: build`` or with ``build`` true
+    (``up --build``). With ``pull_policy: always`` it is pulled instead.
+    A service with only ``image`` is pulled as ``minictr run --pull`` would
+    with the same policy. Raises ServiceFailed naming the service when a pull
+    fails.
+    """
+    for name in services:
+        service = project.services[name]
+        if service.build is not None and (build or service.pull_policy == "build"):
+            build_image(project, service, output)
+        elif service.build is not None and service.pull_policy != "always":
+            if not _image_exists(service.image_name(project.name)):
+                build_image(project, service, output)
+        else:
+            pull_image(project, service, output, service.pull_policy)
+
+
+def pull_image(
+    project: Project,
+    service: Service,
+    output: Output,
+    policy: str,
+    quiet: bool = False,
+) -> bool:
+    """Pull the image of ``service`` as ``policy`` sets; return True if it pulled.
+
+    Registries in ``MINICTR_INSECURE_REGISTRIES`` are reached over plain
+    HTTP. Raises ServiceFailed with the service's name and the reason.
+    """
+    from ..cli_images import PullProgress
+    from ..images.pulling import PullSettings, ensure_image
+
+    prefix = f"{service.name}  | "
+    writer = _LineWriter(output, prefix)
+    settings = PullSettings(
+        policy=policy,
+        progress=None if quiet else PullProgress(writer),
+        output=None if quiet else (lambda line: output(prefix + line)),
+        option=f"services.{service.name}.pull_policy",
+    )
+    try:
+        return ensure_image(service.image_name(project.name), settings) is not None
+    except errors.MinictrError as exc:
+        raise ServiceFailed(f"service {service.name}: {exc}") from exc
+
+
+def pull_images(
+    project: Project,
+    services: list[str],
+    output: Output,
+    *,
+    policy: str = "always",
+    ignore_buildable: bool = False,
+    ignore_failures: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Pull the images of ``services`` for ``compose pull``.
+
+    ``policy`` is always (pull every image) or missing. Services without
+    ``image``, and those with ``pull_policy`` never or build, are skipped.
+    A failed pull of a service that has ``build`` is only reported, because
+    ``up`` can build its image. Raises ServiceFailed naming every service
+    that failed, after trying all of them, unless ``ignore_failures``.
+    """
+    failures: list[str] = []
+    for name in services:
+        service = project.services[name]
+        skip_reason = _pull_skip_reason(service, ignore_buildable)
+        if skip_reason:
+            output(f"{name}  Skipped: {skip_reason}")
+            continue
+        try:
+            pull_image(project, service, output, policy, quiet=quiet)
+        except ServiceFailed as exc:
+            if service.build is not None or ignore_failures:
+                output(f"{name}  Warning: {exc}")
+                continue
+            failures.append(str(exc))
+    if failures:
+        raise ServiceFailed("; ".join(failures))
+
+
+def _pull_skip_reason(service: Service, ignore_buildable: bool) -> str:
+    if not service.image:
+        return "no image to pull, it is built"
+    if service.pull_policy in ("never", "build"):
+        return f"pull_policy is {service.pull_policy}"
+    if ignore_buildable and service.build is not None:
+        return "it can be built"
+    return ""
+
+
 def _image_exists(reference: str) -> bool:
     from ..images import resolve_for_run
 
@@ -423,7 +529,7 @@ def up(
     try:
         ensure_networks(project, order, networks)
         ensure_volumes(project, order, volumes)
-        build_images(project, order, output, force=build)
+        prepare_images(project, order, output, build=build)
         for name in order:
             service = project.services[name]
             for dependency in service.depends_on:
@@ -486,8 +592,11 @@ def _create_and_start(project: Project, service: Service, output: Output) -> str
     name = container_name(project, service)
     image = service.image_name(project.name)
     try:
+        # prepare_images pulled what the pull policy asked for already.
         config = api.build_config(
-            image, command_of(service), options=run_options(project, service)
+            image,
+            command_of(service),
+            options=[*run_options(project, service), "--pull", "never"],
         )
     except errors.MinictrError as exc:
         raise ServiceFailed(f"service {service.name} cannot be created: {exc}") from exc

@@ -329,6 +329,7 @@ DEPLOY = mapping(
 SERVICE_KEYS: dict[str, Check] = {
     "image": string,
     "build": BUILD,
+    "pull_policy": string,
     "command": nullable(string_or_list),
     "entrypoint": nullable(string_or_list),
     "environment": list_or_dict,
@@ -403,7 +404,6 @@ UNSUPPORTED_SERVICE_KEYS = (
     "pid",
     "platform",
     "profiles",
-    "pull_policy",
     "runtime",
     "scale",
     "secrets",

@@ -66,6 +66,68 @@ class _NoProgress:
         pass
 
 
+# Test hook: when this variable names a file, the client rejects every request
+# to a host that is not loopback and appends the rejected URL to that file.
+# The test suite sets it for the whole session, so a test that would reach
+# Docker Hub fails instead of sending traffic off the machine.
+LOOPBACK_ONLY_ENV = "MINICTR_TEST_LOOPBACK_ONLY"
+
+
+class LoopbackOnlyViolation(RegistryError):
+    """A registry request to a host other than loopback while the test hook is set."""
+
+
+def check_loopback_only(url: str) -> None:
+    """Raise ``LoopbackOnlyViolation`` for a non-loopback ``url`` under the test hook.
+
+    The check needs no DNS lookup: only IP literals in 127.0.0.0/8 or ``::1``
+    and the name ``localhost`` count as loopback.
+    """
+    record_path = os.environ.get(LOOPBACK_ONLY_ENV)
+    if not record_path:
+        return
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if _is_loopback_host(host):
+        return
+    try:
+        with open(record_path, "a", encoding="utf-8") as record:
+            record.write(url + "\n")
+    except OSError as exc:
+        log.warning("cannot record the rejected URL in %s: %s", record_path, exc)
+    raise LoopbackOnlyViolation(
+        f"request to {url} rejected: {LOOPBACK_ONLY_ENV} allows only loopback"
+        " registries, so give the test a 127.0.0.1 registry or --pull never"
+    )
+
+
+def _is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_redirect_handler() -> Any:
+    import urllib.request
+
+    class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
+        """Apply the loopback-only test hook to redirect targets as well."""
+
+        def redirect_request(  # type: ignore[no-untyped-def]
+            self, req, fp, code, msg, headers, newurl
+        ):
+            check_loopback_only(newurl)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return GuardedRedirectHandler()
+
+
 def insecure_registries_from_env() -> set[str]:
     """Return the registries in ``MINICTR_INSECURE_REGISTRIES`` (comma-separated)."""
     value = os.environ.get("MINICTR_INSECURE_REGISTRIES", "")
@@ -90,7 +152,7 @@ class RegistryClient:
         self.credentials = credentials
         self.timeout = timeout
         self._authorization: dict[str, str] = {}  # scope -> Authorization header
-        self._opener = urllib.request.build_opener()
+        self._opener = urllib.request.build_opener(_guarded_redirect_handler())
 
     def ping(self) -> None:
         """Check that the registry serves ``/v2/`` and accepts the credentials."""
@@ -188,6 +250,7 @@ class RegistryClient:
             # An unredirected header is dropped when a blob request redirects
             # to storage on another host, so the token never leaves the registry.
             request.add_unredirected_header("Authorization", authorization)
+        check_loopback_only(url)
         log.debug("GET %s", url)
         try:
             return self._opener.open(request, timeout=self.timeout)
@@ -235,6 +298,7 @@ class RegistryClient:
             request.add_unredirected_header(
                 "Authorization", _basic_header(self.credentials)
             )
+        check_loopback_only(url)
         log.debug("GET token %s", url)
         try:
             with self._opener.open(request, timeout=self.timeout) as response:

@@ -82,7 +82,7 @@ def test_app_image_builds_and_runs(minictr, app_context, state_dirs, tmp_path):
     assert "Step 7/7 : CMD" in result.stdout
     assert "Successfully tagged docker.io/library/course-app:1" in result.stdout
 
-    run = minictr("run", "--rm", "--network", "none", "course-app:1")
+    run = minictr("run", "--rm", "--pull", "never", "--network", "none", "course-app:1")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         "mode=production",
@@ -144,7 +144,7 @@ def test_changed_file_invalidates_from_its_step(minictr, app_context):
     # FROM, WORKDIR, COPY requirements.txt and RUN stay cached. COPY app.py
     # and the steps after it run again.
     assert step_results(result.stdout) == ["CACHED"] * 4 + ["done"] * 3
-    run = minictr("run", "--rm", "--network", "none", "change:1")
+    run = minictr("run", "--rm", "--pull", "never", "--network", "none", "change:1")
     assert run.stdout == "changed\n"
 
 
@@ -155,7 +155,9 @@ def test_changed_early_file_reruns_run_step(minictr, app_context):
     assert step_results(result.stdout) == ["CACHED"] * 2 + ["done"] * 5
     assert (
         "installed numpy"
-        in minictr("run", "--rm", "--network", "none", "early:1").stdout
+        in minictr(
+            "run", "--rm", "--pull", "never", "--network", "none", "early:1"
+        ).stdout
     )
 
 
@@ -205,9 +207,19 @@ def test_multistage_copy_from_and_target(minictr, tmp_path, busybox_rootfs):
     # The "unused" stage would fail (its source is missing), so it must not run.
     result = build(minictr, context, "-t", "multi:final", "--target", "final")
     assert "nothing-here" not in result.stdout
-    run = minictr("run", "--rm", "--network", "none", "multi:final")
+    run = minictr("run", "--rm", "--pull", "never", "--network", "none", "multi:final")
     assert run.stdout == "built-artifact\n"
-    check = minictr("run", "--rm", "--network", "none", "multi:final", "ls", "/junk")
+    check = minictr(
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--network",
+        "none",
+        "multi:final",
+        "ls",
+        "/junk",
+    )
     assert check.returncode != 0
     assert "DEBUG=1" not in inspect(minictr, "multi:final")["Config"].get("Env", [])
 
@@ -263,7 +275,7 @@ def test_arg_and_env_substitution(minictr, tmp_path, busybox_rootfs):
         "--build-arg",
         "TARGET=world",
     )
-    run = minictr("run", "--rm", "--network", "none", "args:1")
+    run = minictr("run", "--rm", "--pull", "never", "--network", "none", "args:1")
     assert run.returncode == 0, run.stderr
     # ARG values reach RUN but are not stored in the image's environment.
     assert run.stdout.splitlines() == [
@@ -288,7 +300,17 @@ def test_build_arg_changes_invalidate_run(minictr, tmp_path, busybox_rootfs):
     other = build(minictr, context, "-t", "argcache:2", "--build-arg", "VERSION=2")
     assert step_results(other.stdout) == ["CACHED", "done", "done"]
     assert (
-        minictr("run", "--rm", "--network", "none", "argcache:2", "cat", "/v").stdout
+        minictr(
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "argcache:2",
+            "cat",
+            "/v",
+        ).stdout
         == "v2\n"
     )
 
@@ -312,7 +334,9 @@ def test_cmd_entrypoint_combinations(
         tmp_path / "cmd", {"Dockerfile": f"FROM {busybox_rootfs}\n{lines}\n"}
     )
     build(minictr, context, "-t", "cmd:1")
-    run = minictr("run", "--rm", "--network", "none", "cmd:1", *run_args)
+    run = minictr(
+        "run", "--rm", "--pull", "never", "--network", "none", "cmd:1", *run_args
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout == expected + "\n"
 
@@ -333,7 +357,12 @@ def test_entrypoint_resets_inherited_cmd(minictr, tmp_path, busybox_rootfs):
     config = inspect(minictr, "inherit:1")["Config"]
     assert config["Entrypoint"] == ["echo", "child"]
     assert "Cmd" not in config
-    assert minictr("run", "--rm", "--network", "none", "inherit:1").stdout == "child\n"
+    assert (
+        minictr(
+            "run", "--rm", "--pull", "never", "--network", "none", "inherit:1"
+        ).stdout
+        == "child\n"
+    )
 
 
 def test_dockerignore_keeps_files_out(minictr, tmp_path, busybox_rootfs):
@@ -353,7 +382,17 @@ def test_dockerignore_keeps_files_out(minictr, tmp_path, busybox_rootfs):
     )
     build(minictr, context, "-t", "ignore:1")
     run = minictr(
-        "run", "--rm", "--network", "none", "ignore:1", "find", "/ctx", "-type", "f"
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--network",
+        "none",
+        "ignore:1",
+        "find",
+        "/ctx",
+        "-type",
+        "f",
     )
     assert run.returncode == 0, run.stderr
     assert sorted(run.stdout.split()) == [
@@ -399,6 +438,8 @@ def test_copy_wildcards_chown_chmod(minictr, tmp_path, busybox_rootfs):
     listing = minictr(
         "run",
         "--rm",
+        "--pull",
+        "never",
         "--network",
         "none",
         "wild:1",
@@ -441,7 +482,14 @@ def test_add_unpacks_local_tar(minictr, tmp_path, busybox_rootfs):
         tar.addfile(entry, io.BytesIO(data))
     build(minictr, context, "-t", "add:1")
     run = minictr(
-        "run", "--rm", "add:1", "sh", "-c", "cat /opt/bundle/pkg/readme.txt; ls /opt"
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "add:1",
+        "sh",
+        "-c",
+        "cat /opt/bundle/pkg/readme.txt; ls /opt",
     )
     assert run.stdout.splitlines() == ["inside the archive", "bundle"]
 
@@ -472,7 +520,14 @@ def test_run_deletion_becomes_whiteout(minictr, tmp_path, busybox_rootfs):
     )
     build(minictr, context, "-t", "delete:1")
     run = minictr(
-        "run", "--rm", "delete:1", "sh", "-c", "ls /bin/vi /d/sub 2>&1; ls /d"
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "delete:1",
+        "sh",
+        "-c",
+        "ls /bin/vi /d/sub 2>&1; ls /d",
     )
     assert "keep" in run.stdout.splitlines()
     assert run.stdout.count("No such file") == 2
@@ -534,7 +589,10 @@ def test_metadata_instructions_reach_config(minictr, tmp_path, busybox_rootfs):
         "Retries": 2,
     }
     assert config["Labels"] == {"a": "1", "b": "two"}
-    assert minictr("run", "--rm", "--network", "none", "meta:1").stdout == "1000\n"
+    assert (
+        minictr("run", "--rm", "--pull", "never", "--network", "none", "meta:1").stdout
+        == "1000\n"
+    )
 
 
 def test_history_lists_steps(minictr, app_context, busybox_rootfs):
@@ -556,7 +614,7 @@ def test_run_step_uses_bridge_network_by_default(minictr, tmp_path, busybox_root
     result = minictr("build", "-t", "net:1", str(context), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     nets = minictr(
-        "run", "--rm", "--network", "none", "net:1", "cat", "/nets"
+        "run", "--rm", "--pull", "never", "--network", "none", "net:1", "cat", "/nets"
     ).stdout.split()
     assert "lo" in nets
     assert len(nets) >= 2  # loopback and the bridge's veth
@@ -575,7 +633,12 @@ def test_from_stored_image_runs_onbuild(minictr, tmp_path, busybox_rootfs):
         },
     )
     build(minictr, context, "-t", "onbuild-base:1")
-    assert minictr("run", "--rm", "--network", "none", "onbuild-base:1").returncode != 0
+    assert (
+        minictr(
+            "run", "--rm", "--pull", "never", "--network", "none", "onbuild-base:1"
+        ).returncode
+        != 0
+    )
     child = build(
         minictr,
         context,
@@ -585,7 +648,9 @@ def test_from_stored_image_runs_onbuild(minictr, tmp_path, busybox_rootfs):
         str(context / "child.Dockerfile"),
     )
     assert "ONBUILD RUN echo triggered" in child.stdout
-    run = minictr("run", "--rm", "--network", "none", "onbuild-child:1")
+    run = minictr(
+        "run", "--rm", "--pull", "never", "--network", "none", "onbuild-child:1"
+    )
     assert run.stdout == "triggered\n"
     config = inspect(minictr, "onbuild-child:1")["Config"]
     assert "OnBuild" not in config

@@ -237,8 +237,8 @@ services:
 def test_compose_cycle_fails_before_anything_starts(tmp_path, minictr, state_dirs):
     (tmp_path / "compose.yaml").write_text(
         "services:\n"
-        "  a: {image: busybox, depends_on: [b]}\n"
-        "  b: {image: busybox, depends_on: [a]}\n"
+        "  a: {image: busybox, pull_policy: never, depends_on: [b]}\n"
+        "  b: {image: busybox, pull_policy: never, depends_on: [a]}\n"
     )
     result = minictr("compose", "up", "-d", cwd=tmp_path)
     assert result.returncode == 1
@@ -253,7 +253,7 @@ def test_compose_cycle_fails_before_anything_starts(tmp_path, minictr, state_dir
 @pytest.mark.parametrize(
     ("service", "reason"),
     [
-        ("image: no-such-image-{tag}:1", "not found"),
+        ("image: no-such-image-{tag}:1\n    pull_policy: never", "not found"),
         ("image: {base}\n    volumes: ['/tmp:/proc']", "invalid mount"),
     ],
     ids=["missing-image", "invalid-mount"],
