@@ -12,14 +12,13 @@ name must be unique) hold an exclusive lock on ``<run root>/containers.lock``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
-from . import paths
+from . import filelock, paths
 from .config import ContainerConfig
 from .errors import Conflict, InvalidArgument, MinictrError, NotFound
 
@@ -64,14 +63,8 @@ def read_json(path: str) -> Any:
 def locked(name: str = "containers") -> Iterator[None]:
     """Hold an exclusive lock on ``<run root>/NAME.lock``."""
     os.makedirs(paths.run_root(), mode=0o700, exist_ok=True)
-    fd = os.open(
-        os.path.join(paths.run_root(), f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600
-    )
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with filelock.flocked(os.path.join(paths.run_root(), f"{name}.lock")):
         yield
-    finally:
-        os.close(fd)
 
 
 def new_id() -> str:

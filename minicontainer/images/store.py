@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import IO, Any
 
+from .. import filelock
 from ..errors import Conflict, InvalidArgument, NotFound
 from . import oci
 from .diff import LayerBlob, write_layer
@@ -164,12 +165,8 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _flock(self, name: str, mode: int) -> Iterator[None]:
-        fd = os.open(os.path.join(self.images_dir, name), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, mode)
+        with filelock.flocked(os.path.join(self.images_dir, name), mode):
             yield
-        finally:
-            os.close(fd)
 
     def index_lock(self) -> contextlib.AbstractContextManager[None]:
         return self._flock("index.lock", fcntl.LOCK_EX)
@@ -582,19 +579,12 @@ class ImageStore:
         Skipped while a pull or load holds the ingest lock; the next removal
         collects what is left. Returns the bytes freed.
         """
-        fd = os.open(
-            os.path.join(self.images_dir, "gc.lock"), os.O_RDWR | os.O_CREAT, 0o600
-        )
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with filelock.try_flocked(os.path.join(self.images_dir, "gc.lock")) as taken:
+            if not taken:
                 log.debug("garbage collection skipped: a pull or load is in progress")
                 return 0
             with self.index_lock():
                 return self._collect_unreferenced()
-        finally:
-            os.close(fd)
 
     def _collect_unreferenced(self) -> int:
         blobs: set[str] = set()

@@ -184,10 +184,12 @@ def test_compose_shop_lifecycle(shop, state_dirs):
 def test_compose_foreground_up_stops_on_ctrl_c(shop, state_dirs):
     built = shop("build")
     assert built.returncode == 0, built.stderr
+    # With the fault handler on, SIGABRT makes a hung `up` print every
+    # thread's stack, so a hang reports where it stopped.
     process = subprocess.Popen(
         [*MINICTR, "compose", "-p", shop.project, "up"],
         cwd=shop.directory,
-        env=shop.env,
+        env={**shop.env, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -195,7 +197,12 @@ def test_compose_foreground_up_stops_on_ctrl_c(shop, state_dirs):
     try:
         wait_for(lambda: get_page(shop.env["WEB_PORT"]), timeout=120)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=120)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate(timeout=60)
+            pytest.fail(f"compose up ignored SIGINT; its threads:\n{stacks[-6000:]}")
     finally:
         if process.poll() is None:
             process.kill()
