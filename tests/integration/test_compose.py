@@ -184,16 +184,23 @@ def test_compose_shop_lifecycle(shop, state_dirs):
 def test_compose_foreground_up_stops_on_ctrl_c(shop, state_dirs):
     built = shop("build")
     assert built.returncode == 0, built.stderr
-    # With the fault handler on, SIGABRT makes a hung `up` print every
-    # thread's stack, so a hang reports where it stopped.
-    process = subprocess.Popen(
-        [*MINICTR, "compose", "-p", shop.project, "up"],
-        cwd=shop.directory,
-        env={**shop.env, "PYTHONFAULTHANDLER": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # A shell runs background jobs with SIGINT ignored, and exec keeps an
+    # ignored signal ignored, so `up` would inherit that from a test run
+    # started in the background. A handler here becomes the default in the
+    # child instead. With the fault handler on, SIGABRT makes a hung `up`
+    # print every thread's stack.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [*MINICTR, "compose", "-p", shop.project, "up"],
+            cwd=shop.directory,
+            env={**shop.env, "PYTHONFAULTHANDLER": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         wait_for(lambda: get_page(shop.env["WEB_PORT"]), timeout=120)
         process.send_signal(signal.SIGINT)
