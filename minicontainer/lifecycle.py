@@ -196,10 +196,13 @@ def start(container_id: str) -> None:
         record = current_state(container_id)
         if record["status"] in ("running", "paused"):
             return
-        if record["monitor_alive"]:
+        # A live monitor here still tears down after PID 1 exited or the setup
+        # failed. `wait` returns before that teardown ends, so `wait` followed
+        # by `start` often finds the monitor alive.
+        if record["monitor_alive"] and not _wait_for_monitor(container_id):
             raise errors.Conflict(
-                f"container {container_id[:12]} is still being set up or torn down:"
-                " wait for it and try again"
+                f"container {container_id[:12]} is still being torn down after"
+                f" {MONITOR_TIMEOUT} s: wait for its monitor and try again"
             )
         # The previous run may still hold its host port, address and cgroup
         # when its monitor died: release them before they collide.

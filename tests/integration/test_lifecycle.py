@@ -442,6 +442,30 @@ def test_create_start_restart_and_wait(minictr):
     assert minictr("logs", "later").stdout == "ran\nran\n"
 
 
+def test_start_right_after_wait(minictr):
+    # `wait` returns as soon as the exit code is known, while the monitor
+    # still tears the container down. A `start` at once must wait for that
+    # teardown, so the calls run in one process, without a CLI's start-up time.
+    container_id = minictr.run_d("--name", "again", ROOTFS, "sh", "-c", "exit 5")
+    script = (
+        "import sys\n"
+        "from minicontainer import lifecycle\n"
+        "for _ in range(3):\n"
+        "    print(lifecycle.wait(sys.argv[1]))\n"
+        "    lifecycle.start(sys.argv[1])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, container_id],
+        env=minictr.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["5", "5", "5"]
+    assert minictr("wait", container_id).stdout.strip() == "5"
+
+
 def test_auto_remove_with_wait(minictr):
     container_id = minictr.run_d("--rm", ROOTFS, "sh", "-c", "sleep 0.5; exit 4")
     assert minictr("wait", container_id).stdout.strip() == "4"
