@@ -196,10 +196,13 @@ def start(container_id: str) -> None:
         record = current_state(container_id)
         if record["status"] in ("running", "paused"):
             return
-        if record["monitor_alive"]:
+        # A live monitor here still tears down after PID 1 exited or the setup
+        # failed. `wait` returns before that teardown ends, so `wait` followed
+        # by `start` often finds the monitor alive.
+        if record["monitor_alive"] and not _wait_for_monitor(container_id):
             raise errors.Conflict(
-                f"container {container_id[:12]} is still being set up or torn down:"
-                " wait for it and try again"
+                f"container {container_id[:12]} is still being torn down after"
+                f" {MONITOR_TIMEOUT} s: wait for its monitor and try again"
             )
         # The previous run may still hold its host port, address and cgroup
         # when its monitor died: release them before they collide.
@@ -279,14 +282,31 @@ def _start_and_watch(config: ContainerConfig, ready_w: int | None) -> None:
         if ready_w is not None:
             cls = type(exc).__name__ if isinstance(exc, errors.MinictrError) else ""
             report = {"error": str(exc), "class": cls or "MinictrError"}
-            os.write(ready_w, json.dumps(report).encode())
+            _send_report(config.id, ready_w, json.dumps(report).encode())
         os._exit(1)
     os.close(out_w)
     os.close(err_w)
     if ready_w is not None:
-        os.write(ready_w, b'{"ok": true}')
+        _send_report(config.id, ready_w, b'{"ok": true}')
         os.close(ready_w)
     _exec_watcher(config.id, directory, container.pid, out_r, err_r)
+
+
+def _send_report(container_id: str, ready_w: int, report: bytes) -> None:
+    """Write ``report`` to the command that waits on ``ready_w``, if it still waits.
+
+    That command may have been killed meanwhile (Ctrl-C, a timeout), which
+    closes the pipe. The container runs regardless, so the monitor carries
+    on instead of dying of the BrokenPipeError and leaving it unwatched.
+    """
+    try:
+        os.write(ready_w, report)
+    except BrokenPipeError:
+        log.warning(
+            "container %s: the start command exited before the monitor's report %s",
+            container_id[:12],
+            report.decode(),
+        )
 
 
 def _exec_watcher(

@@ -67,6 +67,9 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR2,
 )
 
+# Signals that would kill a foreground run during its setup by default.
+SETUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
 _ERROR_CLASSES = {
     cls.__name__: cls
     for cls in (
@@ -524,12 +527,41 @@ def install_signal_forwarding(pid: int) -> None:
         signal.signal(sig, forward)
 
 
+def _handle_signals_during_setup(container: Container) -> None:
+    """Turn SIGTERM and SIGHUP into SystemExit until PID 1 is known.
+
+    By default these signals kill minictr at once, which during the setup
+    leaves a "Created" container and its cgroup behind. SystemExit runs the
+    cleanup of :func:`run_foreground` instead. Once PID 1 exists, the
+    signals are forwarded to it, as :func:`install_signal_forwarding` does.
+    """
+
+    def handle(signum: int, _frame: object) -> None:
+        if container.pid == 0:
+            raise SystemExit(128 + signum)
+        try:
+            os.kill(container.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in SETUP_SIGNALS:
+        signal.signal(sig, handle)
+
+
 def run_foreground(config: ContainerConfig) -> int:
     """Run a container attached to this terminal; return its exit code."""
-    directory = state.reserve(config)
+    # Blocked until the handlers are in place and the cleanup below covers them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, SETUP_SIGNALS)
+    try:
+        directory = state.reserve(config)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SETUP_SIGNALS)
+        raise
     container = Container(config, directory)
     terminal = None
+    _handle_signals_during_setup(container)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SETUP_SIGNALS)
         container.prepare()
         stdio = Stdio(stdin=0 if config.process.interactive else None)
         if config.process.terminal:

@@ -7,6 +7,7 @@ running, even when it fails.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -441,6 +442,30 @@ def test_create_start_restart_and_wait(minictr):
     assert minictr("logs", "later").stdout == "ran\nran\n"
 
 
+def test_start_right_after_wait(minictr):
+    # `wait` returns as soon as the exit code is known, while the monitor
+    # still tears the container down. A `start` at once must wait for that
+    # teardown, so the calls run in one process, without a CLI's start-up time.
+    container_id = minictr.run_d("--name", "again", ROOTFS, "sh", "-c", "exit 5")
+    script = (
+        "import sys\n"
+        "from minicontainer import lifecycle\n"
+        "for _ in range(3):\n"
+        "    print(lifecycle.wait(sys.argv[1]))\n"
+        "    lifecycle.start(sys.argv[1])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, container_id],
+        env=minictr.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["5", "5", "5"]
+    assert minictr("wait", container_id).stdout.strip() == "5"
+
+
 def test_auto_remove_with_wait(minictr):
     container_id = minictr.run_d("--rm", ROOTFS, "sh", "-c", "sleep 0.5; exit 4")
     assert minictr("wait", container_id).stdout.strip() == "4"
@@ -449,6 +474,49 @@ def test_auto_remove_with_wait(minictr):
             not os.path.exists(os.path.join(minictr.root, "containers", container_id))
         )
     )
+
+
+def _monitor_of_new_container(minictr) -> int:
+    """Return the monitor pid of the only container, as soon as it is recorded."""
+    containers = os.path.join(minictr.root, "containers")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for state_file in glob.glob(os.path.join(containers, "*", "state.json")):
+            try:
+                with open(state_file) as f:
+                    monitor_pid = json.load(f).get("monitor_pid")
+            except (OSError, ValueError):
+                continue
+            if monitor_pid:
+                return monitor_pid
+        time.sleep(0.001)
+    raise AssertionError("no monitor pid was recorded within 20 s")
+
+
+def test_monitor_outlives_killed_run_detached(minictr):
+    # The monitor reports "started" to the waiting `run -d`. Here that
+    # command is killed while the monitor is stopped before its report, so
+    # the report goes to a closed pipe. The monitor must keep watching.
+    command = "echo started; sleep 60"
+    waiter = subprocess.Popen(
+        [MINICTR, "run", "-d", *NO_NETWORK, "--name", "orphaned", ROOTFS,
+         "sh", "-c", command],
+        env=minictr.env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        monitor_pid = _monitor_of_new_container(minictr)
+        os.kill(monitor_pid, signal.SIGSTOP)
+    finally:
+        waiter.kill()
+        waiter.wait()
+    os.kill(monitor_pid, signal.SIGCONT)
+    if waiter.returncode == 0:
+        pytest.skip("the monitor reported before it was stopped")
+    _wait_until(lambda: "started" in minictr("logs", "orphaned").stdout)
+    assert "monitor lost" not in minictr("ps").stdout
+    assert _alive(monitor_pid)
+    assert minictr.inspect("orphaned")["State"]["Status"] == "running"
 
 
 def _container_dir(minictr, container_id: str) -> str:

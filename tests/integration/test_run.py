@@ -348,3 +348,24 @@ def test_volume_on_etc_keeps_generated_files(minictr, busybox_rootfs, tmp_path):
                      "-v", f"{etc}:/etc", str(busybox_rootfs), "cat", "/etc/hostname")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "box"
+
+
+def test_sigterm_during_setup_leaves_nothing(busybox_rootfs, state_dirs):
+    # A SIGTERM (from `timeout`, say) can reach a foreground run while it
+    # still sets the container up, before the signals are forwarded. It once
+    # killed minictr there and left a "Created" container and its cgroup.
+    base = Path(state_dirs["root"]) / "containers"
+    for attempt in range(5):
+        process = subprocess.Popen(
+            [*MINICTR, "run", "--rm", "--network", "none", str(busybox_rootfs),
+             "sleep", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while not list(base.glob("*/state.json")) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode in (0, 143), stderr
+        assert containers(state_dirs) == [], f"attempt {attempt}"
