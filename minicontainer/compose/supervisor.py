@@ -284,22 +284,40 @@ def running_pid(project: str) -> int | None:
 
 
 def start_background(project: str) -> None:
-    """Start the background supervisor of ``project`` unless one runs."""
+    """Start the background supervisor of ``project`` unless one runs.
+
+    The pid file is written here, under a lock, as soon as the process
+    exists. So a second ``up -d`` cannot start a second supervisor, and a
+    ``down`` right after ``up -d`` finds the supervisor to stop.
+    """
     import subprocess
 
-    if running_pid(project) is not None:
-        return
-    os.makedirs(project_dir(project), mode=0o700, exist_ok=True)
-    log_path = os.path.join(project_dir(project), "supervisor.log")
-    with open(log_path, "ab") as log_file:
-        subprocess.Popen(
-            [sys.executable, "-m", "minicontainer.compose.supervisor", project],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,
-            close_fds=True,
-        )
+    from .. import state
+    from ..lifecycle import process_start_time
+
+    with state.locked(f"compose-{project}"):
+        if running_pid(project) is not None:
+            return
+        os.makedirs(project_dir(project), mode=0o700, exist_ok=True)
+        log_path = os.path.join(project_dir(project), "supervisor.log")
+        with open(log_path, "ab") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "minicontainer.compose.supervisor", project],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+                close_fds=True,
+            )
+        _write_pid_file(project, child.pid, process_start_time(child.pid))
+
+
+def _write_pid_file(project: str, pid: int, start_time: int | None) -> None:
+    path = _pid_file(project)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="ascii") as f:
+        f.write(f"{pid} {start_time}\n")
+    os.rename(temporary, path)
 
 
 def stop_background(project: str, timeout: float = 10.0) -> None:
@@ -322,9 +340,11 @@ def _background_main(project: str) -> None:
     supervisor = Supervisor(project)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.makedirs(project_dir(project), mode=0o700, exist_ok=True)
-    with open(_pid_file(project), "w", encoding="ascii") as f:
-        f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
+    # start_background wrote the pid file already; this covers a supervisor
+    # started by hand.
+    if running_pid(project) != os.getpid():
+        os.makedirs(project_dir(project), mode=0o700, exist_ok=True)
+        _write_pid_file(project, os.getpid(), process_start_time(os.getpid()))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -332,8 +352,9 @@ def _background_main(project: str) -> None:
     try:
         supervisor.run(until_idle=True)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_pid_file(project))
+        if running_pid(project) == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_pid_file(project))
         log.info("supervisor of project %s stopped", project)
 
 

@@ -294,3 +294,39 @@ def test_failed_up_removes_what_it_created(
         assert f"{project}_default" not in listed
     finally:
         minictr("compose", "-p", project, "down", "-v", cwd=tmp_path)
+
+
+def _supervisors_of(project: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"minicontainer.compose.supervisor" in words and project.encode() in words:
+            found.append(int(entry))
+    return found
+
+
+def test_background_supervisor_is_found_at_once(state_dirs):
+    # The pid file exists when start_background returns, so a second call
+    # starts no second supervisor and a stop right away finds the first.
+    from minicontainer.compose import supervisor
+
+    project = f"sup{uuid.uuid4().hex[:8]}"
+    supervisor.start_background(project)
+    pid = supervisor.running_pid(project)
+    assert pid is not None
+    # Stopped, a supervisor of a project without containers cannot exit early.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        supervisor.start_background(project)
+        assert supervisor.running_pid(project) == pid
+        assert _supervisors_of(project) == [pid]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        supervisor.stop_background(project)
+    assert _supervisors_of(project) == []
