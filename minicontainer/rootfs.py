@@ -19,6 +19,7 @@ import os
 
 from . import syscalls as sc
 from .config import ContainerConfig
+from .errors import InvalidArgument
 from .steps import MakeDir, MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink
 
 # The device nodes every container gets, as Docker and runc create them.
@@ -38,6 +39,10 @@ DEV_LINKS = [
     ("/proc/self/fd/2", "/dev/stderr"),
     ("pts/ptmx", "/dev/ptmx"),
 ]
+
+# The most lower directories one overlayfs mount takes (OVL_MAX_STACK in
+# the kernel's fs/overlayfs).
+MAX_LOWER_LAYERS = 500
 
 # The directory of a container that contains the short names of its lower
 # directories, from which the overlay is mounted.
@@ -74,6 +79,13 @@ def lower_link_steps(
     ``link_dir`` with the relative names. A lower directory that already is
     ``link_dir/N`` (an id-mapped layer's mount point) keeps its place.
     """
+    if len(lower_dirs) > MAX_LOWER_LAYERS:
+        raise InvalidArgument(
+            f"the image has {len(lower_dirs)} layers, more than the"
+            f" {MAX_LOWER_LAYERS} that overlayfs can stack: use an image with fewer"
+            " layers (combine RUN steps, or 'minictr import' a flattened root"
+            " file system)"
+        )
     steps: list[Step] = [MakeDir(link_dir, 0o700)]
     names = []
     for index, lower in enumerate(lower_dirs):
@@ -93,18 +105,23 @@ def link_lower_dirs(lower_dirs: list[str], link_dir: str) -> list[str]:
 
 
 def root_steps(
-    config: ContainerConfig, container_dir: str, console: str | None = None
+    config: ContainerConfig,
+    container_dir: str,
+    console: str | None = None,
+    layer_steps: list[Step] | None = None,
 ) -> list[Step]:
     """Return the mounts that build the container's root, up to pivot_root.
 
     ``console`` is the host path of the pseudo-terminal given to the
     container, bind-mounted on ``/dev/console`` as runc does.
+    ``layer_steps`` attach id-mapped layers in ``lower/`` before the overlay.
     """
     merged = os.path.join(container_dir, "merged")
     link_dir = os.path.join(container_dir, LOWER_LINKS)
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
     steps, names = lower_link_steps(config.lower_dirs, link_dir)
+    steps[1:1] = layer_steps or []  # after the mkdir of lower/
     steps += [
         Mount(
             "overlay",
@@ -177,6 +194,21 @@ def etc_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
     return steps
 
 
+def container_root_owner(config: ContainerConfig) -> tuple[int, int] | None:
+    """Return the host uid and gid of the container's root under --userns, or None.
+
+    Directories that minictr creates for the container (the working
+    directory, volumes, tmpfs mounts) get this owner, so that root inside
+    can write to them.
+    """
+    userns = config.security.get("userns")
+    if not userns:
+        return None
+    from .security.userns import map_id
+
+    return map_id(0, userns["uid_map"]), map_id(0, userns["gid_map"])
+
+
 def pivot_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
     """Return the steps from pivot_root to a finished root (read-only, hostname)."""
     merged = os.path.join(container_dir, "merged")
@@ -185,7 +217,13 @@ def pivot_steps(config: ContainerConfig, container_dir: str) -> list[Step]:
         # Created before pivot_root so that it exists under --read-only too;
         # resolved inside the root like every other container path.
         steps.append(
-            MakeDir(config.process.cwd, 0o755, root=merged, what="working directory")
+            MakeDir(
+                config.process.cwd,
+                0o755,
+                root=merged,
+                what="working directory",
+                owner=container_root_owner(config),
+            )
         )
     steps.append(PivotRoot(merged))
     if config.readonly_rootfs:

@@ -178,8 +178,8 @@ class Container:
         error_r, error_w = os.pipe2(os.O_CLOEXEC)
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        root_steps = layer_steps + rootfs.root_steps(
-            self.config, self.directory, console
+        root_steps = rootfs.root_steps(
+            self.config, self.directory, console, layer_steps
         )
         merged = os.path.join(self.directory, "merged")
         root_steps += devices.node_steps(self.config, merged)

@@ -98,16 +98,31 @@ class Mount(Step):
 
 @dataclass
 class MakeDir(Step):
+    """``mkdir -p``; with ``owner`` (uid, gid), the directories it creates get it."""
+
     path: str
     mode: int = 0o755
     root: str | None = None
     what: str = "directory"  # how errors name the path, e.g. "working directory"
+    owner: tuple[int, int] | None = None
 
     def describe(self) -> str:
-        return f"mkdir -p {_where(self.root, self.path)} mode {self.mode:o}"
+        text = f"mkdir -p {_where(self.root, self.path)} mode {self.mode:o}"
+        if self.owner is not None:
+            text += f" owner {self.owner[0]}:{self.owner[1]}"
+        return text
 
     def apply(self) -> None:
-        _make_dirs(_host_path(self.root, self.path), self.path, self.what, self.mode)
+        host_path = _host_path(self.root, self.path)
+        missing = []
+        if self.owner is not None:
+            parent = host_path
+            while not os.path.lexists(parent):
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+        _make_dirs(host_path, self.path, self.what, self.mode)
+        for created in missing:
+            os.lchown(created, *self.owner)
 
 
 def _make_dirs(host_path: str, path: str, what: str, mode: int = 0o755) -> None:

@@ -77,7 +77,9 @@ def prepare(config: ContainerConfig, container_dir: str) -> None:
                 if entry["Type"] == "bind":
                     _prepare_bind(entry, created_paths)
                 elif entry["Type"] == "volume":
-                    _prepare_volume(entry, config.lower_dirs, created_volumes)
+                    _prepare_volume(
+                        entry, config.lower_dirs, created_volumes, config.security
+                    )
         state.write_json_atomic(
             os.path.join(container_dir, "config.json"), config.to_dict()
         )
@@ -171,7 +173,10 @@ def _prepare_bind(entry: dict[str, Any], created_paths: list[str]) -> None:
 
 
 def _prepare_volume(
-    entry: dict[str, Any], lower_dirs: list[str], created_volumes: list[str]
+    entry: dict[str, Any],
+    lower_dirs: list[str],
+    created_volumes: list[str],
+    security: dict[str, Any] | None = None,
 ) -> None:
     name = entry["Name"]
     try:
@@ -186,10 +191,27 @@ def _prepare_volume(
         created_volumes.append(name)
     data = volumes.data_path(name)
     entry["Source"] = data
-    if entry.get("NoCopy") or os.listdir(data):
+    if os.listdir(data):
         return
+    userns = (security or {}).get("userns")
     try:
-        copyup.fill_volume(lower_dirs, entry["Destination"], data)
+        filled = not entry.get("NoCopy") and copyup.fill_volume(
+            lower_dirs, entry["Destination"], data
+        )
+        if userns:
+            # A volume filled from the image keeps the image's owners, shifted
+            # into the range; an empty one is given to the container's root.
+            from ..security import userns as userns_module
+
+            uid_map, gid_map = userns["uid_map"], userns["gid_map"]
+            if filled:
+                userns_module.shift_owners(data, uid_map, gid_map)
+            else:
+                root = (
+                    userns_module.map_id(0, uid_map),
+                    userns_module.map_id(0, gid_map),
+                )
+                os.chown(data, *root)
     except OSError as exc:
         copyup.empty_dir(data)
         raise KernelError(
@@ -238,9 +260,12 @@ def volume_steps(
     ordered = sorted(
         config.mounts, key=lambda entry: _depth(entry.get("Destination", ""))
     )
+    from ..rootfs import container_root_owner
+
+    owner = container_root_owner(config)
     for entry in ordered:
         if entry["Type"] == "tmpfs":
-            steps.append(_tmpfs_step(entry, merged))
+            steps.append(_tmpfs_step(entry, merged, owner))
         elif entry["Type"] in ("bind", "volume"):
             steps += _bind_steps(entry, merged)
         else:
@@ -281,7 +306,9 @@ def _bind_steps(entry: dict[str, Any], merged: str) -> list[Step]:
     return steps
 
 
-def _tmpfs_step(entry: dict[str, Any], merged: str) -> UserMount:
+def _tmpfs_step(
+    entry: dict[str, Any], merged: str, owner: tuple[int, int] | None = None
+) -> UserMount:
     flags = 0 if entry.get("RW", True) else sc.MS_RDONLY
     data = []
     for option in entry.get("Options", []):
@@ -289,6 +316,15 @@ def _tmpfs_step(entry: dict[str, Any], merged: str) -> UserMount:
             flags |= _TMPFS_FLAGS.get(option, 0)
         else:
             data.append(option)
+    # Under --userns the tmpfs root belongs to the container's root, as it
+    # would if the container had mounted it itself.
+    if owner is not None:
+        given = {option.split("=", 1)[0] for option in data}
+        data += [
+            f"{key}={value}"
+            for key, value in (("uid", owner[0]), ("gid", owner[1]))
+            if key not in given
+        ]
     return UserMount(
         "tmpfs",
         entry["Destination"],

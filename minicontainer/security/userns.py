@@ -279,10 +279,49 @@ def shifted_copy(lower: str, uid_map, gid_map, state_root: str) -> str:
     log.debug("copy %s to %s with ids shifted into the user namespace", lower, target)
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-    shutil.copytree(lower, temporary, symlinks=True)
-    _shift_tree(lower, temporary, uid_map, gid_map)
+    try:
+        shutil.copytree(lower, temporary, symlinks=True, copy_function=_copy_entry)
+        _shift_tree(lower, temporary, uid_map, gid_map)
+    except (OSError, shutil.Error) as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise KernelError(
+            f"copying {lower} with shifted owners for --userns failed: {_first(exc)};"
+            " check free space under the state root"
+        ) from exc
     os.rename(temporary, target)
     return target
+
+
+def _copy_entry(source: str, destination: str) -> str:
+    """Copy one non-directory entry, device nodes and FIFOs included.
+
+    Image layers hold overlayfs whiteouts, character devices 0/0, which
+    copy2 cannot copy because it opens and reads the file.
+    """
+    info = os.lstat(source)
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        os.mknod(destination, info.st_mode, info.st_rdev)
+    elif stat.S_ISFIFO(info.st_mode):
+        os.mkfifo(destination, stat.S_IMODE(info.st_mode))
+    elif stat.S_ISSOCK(info.st_mode):
+        return destination  # a socket file has no content to show
+    else:
+        return shutil.copy2(source, destination, follow_symlinks=False)
+    shutil.copystat(source, destination, follow_symlinks=False)
+    return destination
+
+
+def _first(exc: BaseException) -> str:
+    """Return one line for ``exc``; shutil.Error carries a list of failures."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        source, _, reason = exc.args[0][0]
+        return f"{source}: {reason}"
+    return str(exc)
+
+
+def shift_owners(path: str, uid_map, gid_map) -> None:
+    """Map the owner of ``path`` and of everything under it into the range, in place."""
+    _shift_tree(path, path, uid_map, gid_map)
 
 
 def _shift_tree(source: str, copy: str, uid_map, gid_map) -> None:
@@ -293,12 +332,21 @@ def _shift_tree(source: str, copy: str, uid_map, gid_map) -> None:
     # Each directory is handled once, when the walk reaches it; symbolic
     # links to directories are listed in dirnames but never walked into.
     # chown clears setuid and setgid bits, so the mode is set again after it.
+    # In place, a file with several hard links is shifted once only.
+    in_place = source == copy
+    shifted: set[tuple[int, int]] = set()
     for directory, dirnames, filenames in os.walk(source):
         links = [d for d in dirnames if os.path.islink(os.path.join(directory, d))]
         relative = os.path.relpath(directory, source)
         for name in [*links, *filenames, None]:
             inner = relative if name is None else os.path.join(relative, name)
             info = os.lstat(os.path.join(source, inner))
+            if stat.S_ISSOCK(info.st_mode) and not in_place:
+                continue  # not copied
+            if in_place and info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in shifted:
+                    continue
+                shifted.add((info.st_dev, info.st_ino))
             path = os.path.normpath(os.path.join(copy, inner))
             os.lchown(path, map_id(info.st_uid, uid_map), map_id(info.st_gid, gid_map))
             if not stat.S_ISLNK(info.st_mode):

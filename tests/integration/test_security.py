@@ -480,6 +480,27 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def test_userns_root_owns_what_minictr_creates(minictr, busybox_rootfs, state_dirs):
+    # The working directory, an empty named volume, an anonymous volume filled
+    # from the image, and a tmpfs all belong to root inside, so it can write.
+    script = (
+        "stat -c '%u' /work/dir /named /etc /scratch;"
+        " touch /work/dir/a /named/a /etc/a /scratch/a && echo wrote"
+    )
+    result = minictr(
+        "run", "--rm", "--network", "none", "--userns-map", "100000:65536",
+        "-w", "/work/dir", "-v", "userns-named:/named", "-v", "/etc",
+        "--tmpfs", "/scratch:mode=755", str(busybox_rootfs), "sh", "-c", script,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0", "0", "0", "wrote"]
+    data = Path(state_dirs["root"]) / "volumes" / "userns-named" / "_data"
+    assert data.stat().st_uid == 100000
+    assert (data / "a").stat().st_uid == 100000
+    removed = minictr("volume", "rm", "userns-named")
+    assert removed.returncode == 0, removed.stderr
+
+
 def test_joining_process_exe_readable_without_hardening(busybox_rootfs, state_dirs):
     # The control case: it shows the attack works, so the next test means something.
     assert _exe_access_from_container(busybox_rootfs, state_dirs, False) == "OPENED"

@@ -131,6 +131,12 @@ def test_lower_links_name_layers_by_index(tmp_path):
     ]
 
 
+def test_lower_links_reject_more_layers_than_overlayfs_stacks(tmp_path):
+    lowers = [f"/layers/{number}" for number in range(rootfs.MAX_LOWER_LAYERS + 1)]
+    with pytest.raises(InvalidArgument, match="501 layers, more than the 500"):
+        rootfs.lower_link_steps(lowers, str(tmp_path / "lower"))
+
+
 def test_link_lower_dirs_replaces_old_links(tmp_path):
     links = tmp_path / "lower"
     rootfs.link_lower_dirs(["/old"], str(links))
