@@ -7,8 +7,9 @@ and ``never`` uses the store alone and fails when the image is not there.
 Compose's ``pull_policy`` adds ``build`` and the alias ``if_not_present``;
 the Compose code maps those onto these three.
 
-Only a name that a registry could serve is pulled. An image ID, or a name
-that is not a valid reference, is looked up in the store and never sent to a
+Only a name that a registry could serve is pulled. An image ID, a prefix of
+a stored image's ID (unless a stored reference has that name), or a name that
+is not a valid reference, is looked up in the store and never sent to a
 registry.
 """
 
@@ -126,7 +127,9 @@ def ensure_image(
     store = ImageStore(root)
     if settings.policy == PULL_ALWAYS:
         reference = pullable_reference(name)
-        if reference is None:
+        # A short ID such as b31ab38cdf48 is also a valid repository name, so
+        # only the store can tell that it means an image ID.
+        if reference is None or store.lookup_by_id(name) is not None:
             raise InvalidArgument(
                 f"cannot pull {name!r} because it is an image ID, which no registry"
                 f" serves: set {settings.option} to missing or never"

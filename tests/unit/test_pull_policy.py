@@ -81,6 +81,42 @@ def test_always_rejects_an_image_id(tmp_path):
         ensure_image(IMAGE_ID, settings, root=str(tmp_path))
 
 
+@pytest.fixture
+def stored_image(tmp_path):
+    from minicontainer.images.archive import import_rootfs
+    from minicontainer.images.reference import parse_reference
+    from minicontainer.images.store import ImageStore
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "marker").write_text("stored\n")
+    store = ImageStore(str(tmp_path / "state"))
+    return import_rootfs(store, str(rootfs), parse_reference("lab/stored:1"))
+
+
+@pytest.mark.parametrize("form", ["short", "sha256-short", "twenty-digits"])
+def test_always_rejects_a_stored_id_prefix(tmp_path, stored_image, form):
+    hex_id = stored_image.id.removeprefix("sha256:")
+    name = {
+        "short": hex_id[:12],
+        "sha256-short": f"sha256:{hex_id[:12]}",
+        "twenty-digits": hex_id[:20],
+    }[form]
+    lines: list[str] = []
+    settings = PullSettings(policy="always", output=lines.append)
+    with pytest.raises(InvalidArgument, match="image ID"):
+        ensure_image(name, settings, root=str(tmp_path / "state"))
+    assert lines == []
+
+
+def test_missing_uses_a_stored_id_prefix(tmp_path, stored_image):
+    lines: list[str] = []
+    settings = PullSettings(policy="missing", output=lines.append)
+    name = stored_image.short_id
+    assert ensure_image(name, settings, root=str(tmp_path / "state")) is None
+    assert lines == []
+
+
 def test_cli_rejects_invalid_pull_value(tmp_path, monkeypatch):
     from minicontainer.cli import cli
 
