@@ -46,7 +46,10 @@ _CHALLENGE_PARAM_RE = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
 
 class Progress(Protocol):
-    """A receiver of per-layer download progress, drawn by the CLI."""
+    """A receiver of per-layer download progress, drawn by the CLI.
+
+    A layer that the store already has gets ``finish`` without ``start``.
+    """
 
     def start(self, digest: str, total: int) -> None: ...
 
@@ -468,10 +471,10 @@ def _fetch_layers(
     def fetch(index: int) -> None:
         descriptor = oci.convert_descriptor(layers[index])
         digest = descriptor["digest"]
-        progress.start(digest, int(descriptor.get("size", 0)))
         if store.has_blob(digest):
             status = "Already exists"
         else:
+            progress.start(digest, int(descriptor.get("size", 0)))
             client.download_blob(reference.repository, descriptor, store, progress)
             status = "Pull complete"
         store.unpack_layer(descriptor, diff_ids[index], chain_ids[index])
