@@ -444,6 +444,7 @@ def pull_image(
         progress=None if quiet else PullProgress(writer),
         output=None if quiet else (lambda line: output(prefix + line)),
         option=f"services.{service.name}.pull_policy",
+        has_insecure_flag=False,
     )
     try:
         return ensure_image(service.image_name(project.name), settings) is not None
@@ -466,8 +467,8 @@ def pull_images(
     ``policy`` is always (pull every image) or missing. Services without
     ``image``, and those with ``pull_policy`` never or build, are skipped.
     A failed pull of a service that has ``build`` is only reported, because
-    ``up`` can build its image. Raises ServiceFailed naming every service
-    that failed, after trying all of them, unless ``ignore_failures``.
+    ``up`` can build its image. Raises ServiceFailed with one line per
+    service that failed, after trying all of them, unless ``ignore_failures``.
     """
     failures: list[str] = []
     for name in services:
@@ -484,7 +485,7 @@ def pull_images(
                 continue
             failures.append(str(exc))
     if failures:
-        raise ServiceFailed("; ".join(failures))
+        raise ServiceFailed("\n".join(failures))
 
 
 def _pull_skip_reason(service: Service, ignore_buildable: bool) -> str:

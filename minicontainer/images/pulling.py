@@ -46,6 +46,9 @@ class PullSettings:
     progress: Progress | None = None  # per-layer progress of a download
     output: Callable[[str], None] | None = None  # status lines, without newline
     option: str = "--pull"  # the option name that error messages tell to change
+    # False for commands without --insecure-registry, such as Compose, whose
+    # hints name MINICTR_INSECURE_REGISTRIES instead.
+    has_insecure_flag: bool = True
 
 
 def parse_pull_policy(value: str, option: str = "--pull") -> str:
@@ -156,7 +159,8 @@ def ensure_image(
 def _pull_for_run(
     name: str, reference: Reference, store: ImageStore, settings: PullSettings
 ) -> Image:
-    from .errors import ImageError, RegistryError
+    from .errors import ImageError, RegistryError, RegistryTLSError
+    from .registry import INSECURE_FLAG_HINT
 
     _emit(settings, f"Pulling {reference}")
     try:
@@ -167,6 +171,15 @@ def _pull_for_run(
             progress=settings.progress,
             on_manifest=lambda digest: _emit(settings, f"Digest: {digest}"),
         )
+    except RegistryTLSError as exc:
+        hint = INSECURE_FLAG_HINT
+        if not settings.has_insecure_flag:
+            hint = (
+                "if this registry speaks plain HTTP, add"
+                f" {reference.registry} to MINICTR_INSECURE_REGISTRIES"
+            )
+        detail = f"cannot pull image {name!r}: {exc.detail}"
+        raise RegistryTLSError(detail, hint) from exc
     except (RegistryError, ImageError) as exc:
         raise type(exc)(f"cannot pull image {name!r}: {exc}") from exc
     _emit(settings, f"Pulled {reference} ({image.short_id})")

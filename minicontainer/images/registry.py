@@ -30,7 +30,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import oci
-from .errors import AuthenticationError, DigestMismatch, ImageError, RegistryError
+from .errors import (
+    AuthenticationError,
+    DigestMismatch,
+    ImageError,
+    RegistryError,
+    RegistryTLSError,
+)
 from .reference import Reference
 from .store import Image, ImageStore, host_platform
 
@@ -129,6 +135,9 @@ def _guarded_redirect_handler() -> Any:
             return super().redirect_request(req, fp, code, msg, headers, newurl)
 
     return GuardedRedirectHandler()
+
+
+INSECURE_FLAG_HINT = "if this registry speaks plain HTTP, pass --insecure-registry"
 
 
 def insecure_registries_from_env() -> set[str]:
@@ -261,10 +270,10 @@ class RegistryClient:
             raise
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise RegistryError(
-                f"cannot reach registry {self.host} ({url}): {reason}"
-                + _insecure_hint(self.base_url, str(reason))
-            ) from None
+            message = f"cannot reach registry {self.host} ({url}): {reason}"
+            if _is_tls_failure(self.base_url, str(reason)):
+                raise RegistryTLSError(message, INSECURE_FLAG_HINT) from None
+            raise RegistryError(message) from None
 
     def _answer_challenge(self, challenge: str, scope: str) -> str:
         scheme, _, params_text = challenge.partition(" ")
@@ -351,10 +360,10 @@ def _http_error(url: str, exc: Any) -> RegistryError:
     )
 
 
-def _insecure_hint(base_url: str, reason: str) -> str:
-    if base_url.startswith("https:") and ("SSL" in reason or "WRONG_VERSION" in reason):
-        return "; if this registry speaks plain HTTP, pass --insecure-registry"
-    return ""
+def _is_tls_failure(base_url: str, reason: str) -> bool:
+    return base_url.startswith("https:") and (
+        "SSL" in reason or "WRONG_VERSION" in reason
+    )
 
 
 def _manifest_media_type(data: bytes, content_type: str) -> str:

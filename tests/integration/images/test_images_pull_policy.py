@@ -265,6 +265,33 @@ def test_compose_pull_reports_failed_service(
     assert "not found in registry" in errors[0]
 
 
+def test_compose_pull_plain_http_hints(compose_project, pushed_image, registry):
+    # Without MINICTR_INSECURE_REGISTRIES the client speaks HTTPS to the
+    # plain-HTTP registry, and the TLS handshake fails.
+    compose_project.write(
+        f"""
+        services:
+          web: {{image: '{pushed_image}'}}
+          worker: {{image: '{pushed_image}'}}
+        """
+    )
+    result = compose_project("pull")
+    assert result.returncode == 1
+    errors = error_lines(result.stderr)
+    assert len(errors) == 2, result.stderr
+    for service, line in zip(["web", "worker"], errors):
+        assert line.startswith(f"minictr: service {service}: cannot pull image")
+        assert f"add {registry.host} to MINICTR_INSECURE_REGISTRIES" in line
+        assert "--insecure-registry" not in line
+
+    up = compose_project("up", "-d", "web")
+    assert up.returncode == 1
+    errors = error_lines(up.stderr)
+    assert len(errors) == 1, up.stderr
+    assert f"add {registry.host} to MINICTR_INSECURE_REGISTRIES" in errors[0]
+    assert "--insecure-registry" not in errors[0]
+
+
 def test_compose_never_policy_names_service(compose_project, pushed_image, state_dirs):
     compose_project.write(
         f"""
