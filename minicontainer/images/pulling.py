@@ -144,12 +144,15 @@ def ensure_image(
         return None
     except NotFound as exc:
         missing = exc
+    reference = pullable_reference(name)
     if settings.policy == PULL_NEVER:
+        pull_command = "minictr pull"
+        if reference is not None and is_insecure(reference.registry, settings.insecure):
+            pull_command += " --insecure-registry"
         raise NotFound(
             f"image {name!r} not found locally and {settings.option} is never:"
-            f" run 'minictr pull {name}' first, or set {settings.option} to missing"
+            f" run '{pull_command} {name}' first, or set {settings.option} to missing"
         ) from None
-    reference = pullable_reference(name)
     if reference is None:
         raise missing
     _emit(settings, f"Unable to find image '{name}' locally")

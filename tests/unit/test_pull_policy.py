@@ -67,6 +67,26 @@ def test_never_with_missing_image_names_fix(tmp_path):
     assert "\n" not in message
 
 
+def test_never_hint_for_insecure_registry(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINICTR_INSECURE_REGISTRIES", raising=False)
+    name = "127.0.0.1:5000/lab/app:1"
+    settings = PullSettings(policy="never", insecure=True)
+    with pytest.raises(NotFound) as caught:
+        ensure_image(name, settings, root=str(tmp_path))
+    assert f"run 'minictr pull --insecure-registry {name}' first" in str(caught.value)
+
+    monkeypatch.setenv("MINICTR_INSECURE_REGISTRIES", "127.0.0.1:5000")
+    settings = PullSettings(policy="never")
+    with pytest.raises(NotFound) as caught:
+        ensure_image(name, settings, root=str(tmp_path))
+    assert f"run 'minictr pull --insecure-registry {name}' first" in str(caught.value)
+
+    other = "127.0.0.1:5001/lab/app:1"
+    with pytest.raises(NotFound) as caught:
+        ensure_image(other, settings, root=str(tmp_path))
+    assert f"run 'minictr pull {other}' first" in str(caught.value)
+
+
 def test_missing_never_pulls_an_image_id(tmp_path):
     lines: list[str] = []
     settings = PullSettings(policy="missing", output=lines.append)
