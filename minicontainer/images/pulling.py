@@ -122,39 +122,46 @@ def ensure_image(
     """Pull image ``name`` if ``settings.policy`` requires it; return what was pulled.
 
     Returns None when no pull was needed. Raises ``NotFound`` for a missing
-    image under ``never``, or one that no registry could serve, and
+    image under ``never`` or a missing image ID, ``InvalidArgument`` for a
+    name that is not a valid reference or an image ID under ``always``, and
     ``RegistryError`` with the image name when the pull fails.
     """
+    from .reference import parse_reference
     from .store import ImageStore
 
     store = ImageStore(root)
     if settings.policy == PULL_ALWAYS:
-        reference = pullable_reference(name)
         # A short ID such as b31ab38cdf48 is also a valid repository name, so
         # only the store can tell that it means an image ID.
-        if reference is None or store.lookup_by_id(name) is not None:
+        if _IMAGE_ID_RE.fullmatch(name) or store.lookup_by_id(name) is not None:
             raise InvalidArgument(
                 f"cannot pull {name!r} because it is an image ID, which no registry"
                 f" serves: set {settings.option} to missing or never"
             )
-        return _pull_for_run(name, reference, store, settings)
+        # parse_reference raises InvalidArgument naming the rule that failed.
+        return _pull_for_run(name, parse_reference(name), store, settings)
 
     try:
         store.lookup(name)
         return None
-    except NotFound as exc:
-        missing = exc
-    reference = pullable_reference(name)
+    except NotFound:
+        pass
+    if _IMAGE_ID_RE.fullmatch(name):
+        raise NotFound(
+            f"image ID {name!r} not found in the store:"
+            " list the stored images with 'minictr images'"
+        )
+    # The store cannot hold an invalid name, so a pull hint would only lead
+    # to the same error from 'minictr pull'.
+    reference = parse_reference(name)
     if settings.policy == PULL_NEVER:
         pull_command = "minictr pull"
-        if reference is not None and is_insecure(reference.registry, settings.insecure):
+        if is_insecure(reference.registry, settings.insecure):
             pull_command += " --insecure-registry"
         raise NotFound(
             f"image {name!r} not found locally and {settings.option} is never:"
             f" run '{pull_command} {name}' first, or set {settings.option} to missing"
-        ) from None
-    if reference is None:
-        raise missing
+        )
     _emit(settings, f"Unable to find image '{name}' locally")
     return _pull_for_run(name, reference, store, settings)
 

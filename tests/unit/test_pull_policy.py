@@ -87,6 +87,35 @@ def test_never_hint_for_insecure_registry(tmp_path, monkeypatch):
     assert f"run 'minictr pull {other}' first" in str(caught.value)
 
 
+@pytest.mark.parametrize("policy", ["missing", "always", "never"])
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("Bad:Name", "invalid repository name 'Bad'"),
+        ("lab/app:-1", "invalid tag '-1'"),
+        ("bad_host:5000/app:1", "invalid registry 'bad_host:5000'"),
+    ],
+)
+def test_invalid_reference_gets_no_pull_hint(tmp_path, policy, name, rule):
+    lines: list[str] = []
+    settings = PullSettings(policy=policy, output=lines.append)
+    with pytest.raises(InvalidArgument) as caught:
+        ensure_image(name, settings, root=str(tmp_path))
+    message = str(caught.value)
+    assert rule in message
+    assert f"in image reference {name!r}: use " in message
+    assert "minictr pull" not in message
+    assert lines == []
+
+
+def test_missing_image_id_gets_no_pull_hint(tmp_path):
+    settings = PullSettings(policy="never")
+    with pytest.raises(NotFound) as caught:
+        ensure_image(IMAGE_ID, settings, root=str(tmp_path))
+    assert "minictr pull" not in str(caught.value)
+    assert "minictr images" in str(caught.value)
+
+
 def test_missing_never_pulls_an_image_id(tmp_path):
     lines: list[str] = []
     settings = PullSettings(policy="missing", output=lines.append)
