@@ -273,7 +273,10 @@ class RegistryClient:
             message = f"cannot reach registry {self.host} ({url}): {reason}"
             if _is_tls_failure(self.base_url, str(reason)):
                 raise RegistryTLSError(message, INSECURE_FLAG_HINT) from None
-            raise RegistryError(message) from None
+            raise RegistryError(
+                f"{message}: check the registry address and that the registry"
+                " is running"
+            ) from None
 
     def _answer_challenge(self, challenge: str, scope: str) -> str:
         scheme, _, params_text = challenge.partition(" ")

@@ -146,6 +146,7 @@ def test_run_unreachable_registry_fails_cleanly(minictr, state_dirs, docker_conf
     errors = error_lines(result.stderr)
     assert len(errors) == 1, result.stderr
     assert "cannot reach registry" in errors[0]
+    assert "check the registry address" in errors[0]
     assert container_dirs(state_dirs) == []
 
 
