@@ -465,7 +465,8 @@ def pull_images(
     """Pull the images of ``services`` for ``compose pull``.
 
     ``policy`` is always (pull every image) or missing. Services without
-    ``image``, and those with ``pull_policy`` never or build, are skipped.
+    ``image``, and those with ``pull_policy`` never or build, are skipped,
+    and so under missing are those whose image is stored.
     A failed pull of a service that has ``build`` is only reported, because
     ``up`` can build its image. Raises ServiceFailed with one line per
     service that failed, after trying all of them, unless ``ignore_failures``.
@@ -478,12 +479,15 @@ def pull_images(
             output(f"{name}  Skipped: {skip_reason}")
             continue
         try:
-            pull_image(project, service, output, policy, quiet=quiet)
+            pulled = pull_image(project, service, output, policy, quiet=quiet)
         except ServiceFailed as exc:
             if service.build is not None or ignore_failures:
                 output(f"{name}  Warning: {exc}")
                 continue
             failures.append(str(exc))
+            continue
+        if not pulled:
+            output(f"{name}  Skipped: image is already stored locally")
     if failures:
         raise ServiceFailed("\n".join(failures))
 

@@ -250,3 +250,24 @@ def test_compose_pull_skips_build_only_and_never(tmp_path):
         "pinned  Skipped: pull_policy is never",
         "both  Skipped: it can be built",
     ]
+
+
+def test_compose_pull_missing_reports_stored(tmp_path, stored_image, monkeypatch):
+    monkeypatch.setenv("MINICTR_ROOT", str(tmp_path / "state"))
+    project = load(
+        tmp_path,
+        """
+        services:
+          app: {image: lab/stored:1}
+          by_id: {image: %s}
+        """
+        % stored_image.short_id,
+    )
+    lines: list[str] = []
+    compose_project.pull_images(
+        project, ["app", "by_id"], lines.append, policy="missing", quiet=True
+    )
+    assert lines == [
+        "app  Skipped: image is already stored locally",
+        "by_id  Skipped: image is already stored locally",
+    ]

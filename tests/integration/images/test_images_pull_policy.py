@@ -245,6 +245,7 @@ def test_compose_pull_command(
     again = compose_project("pull", "--policy", "missing", "app")
     assert again.returncode == 0, again.stderr
     assert "Pulling" not in again.stderr
+    assert "app  Skipped: image is already stored locally" in again.stderr
 
     forced = compose_project("pull", "app")
     assert forced.returncode == 0, forced.stderr
