@@ -123,6 +123,20 @@ def test_run_pull_never_missing_image(minictr, pushed_image, state_dirs):
     assert container_dirs(state_dirs) == []
 
 
+def test_run_pull_always_short_id(minictr, pushed_image, insecure_env, docker_config):
+    assert minictr("pull", "-q", pushed_image).returncode == 0
+    listed = minictr("images", "-q")
+    assert listed.returncode == 0, listed.stderr
+    short_id = listed.stdout.split()[0].removeprefix("sha256:")[:12]
+
+    result = minictr("run", "--rm", "--pull", "always", short_id, "true")
+    assert result.returncode == 125
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "because it is an image ID" in errors[0]
+    assert "Pulling" not in result.stderr
+
+
 def test_run_unknown_tag_fails_cleanly(
     minictr, registry, insecure_env, docker_config, state_dirs
 ):
