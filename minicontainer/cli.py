@@ -315,7 +315,9 @@ def main() -> None:
         click.echo(f"minictr: {exc.format_message()}", err=True)
         sys.exit(125)
     except MinictrError as exc:
-        click.echo(f"minictr: {exc}", err=True)
+        # Prefix every line, because some messages list one failure per line.
+        for line in str(exc).splitlines() or [""]:
+            click.echo(f"minictr: {line}", err=True)
         sys.exit(_exit_code(exc, _command_name(sys.argv[1:])))
     except KeyboardInterrupt:
         sys.exit(130)

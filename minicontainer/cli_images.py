@@ -266,7 +266,8 @@ class PullProgress:
 
     def finish(self, digest: str, status: str) -> None:
         with self._lock:
-            entry = self._layers[digest]
+            # A layer the store already has was never started.
+            entry = self._layers.setdefault(digest, [0, 0, status])
             entry[0], entry[2] = entry[1], status
             self._emit(digest, force=True)
 

@@ -444,6 +444,7 @@ def pull_image(
         progress=None if quiet else PullProgress(writer),
         output=None if quiet else (lambda line: output(prefix + line)),
         option=f"services.{service.name}.pull_policy",
+        has_insecure_flag=False,
     )
     try:
         return ensure_image(service.image_name(project.name), settings) is not None
@@ -464,10 +465,11 @@ def pull_images(
     """Pull the images of ``services`` for ``compose pull``.
 
     ``policy`` is always (pull every image) or missing. Services without
-    ``image``, and those with ``pull_policy`` never or build, are skipped.
+    ``image``, and those with ``pull_policy`` never or build, are skipped,
+    and so under missing are those whose image is stored.
     A failed pull of a service that has ``build`` is only reported, because
-    ``up`` can build its image. Raises ServiceFailed naming every service
-    that failed, after trying all of them, unless ``ignore_failures``.
+    ``up`` can build its image. Raises ServiceFailed with one line per
+    service that failed, after trying all of them, unless ``ignore_failures``.
     """
     failures: list[str] = []
     for name in services:
@@ -477,14 +479,17 @@ def pull_images(
             output(f"{name}  Skipped: {skip_reason}")
             continue
         try:
-            pull_image(project, service, output, policy, quiet=quiet)
+            pulled = pull_image(project, service, output, policy, quiet=quiet)
         except ServiceFailed as exc:
             if service.build is not None or ignore_failures:
                 output(f"{name}  Warning: {exc}")
                 continue
             failures.append(str(exc))
+            continue
+        if not pulled:
+            output(f"{name}  Skipped: image is already stored locally")
     if failures:
-        raise ServiceFailed("; ".join(failures))
+        raise ServiceFailed("\n".join(failures))
 
 
 def _pull_skip_reason(service: Service, ignore_buildable: bool) -> str:

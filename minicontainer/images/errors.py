@@ -27,3 +27,15 @@ class RegistryError(MinictrError):
 
 class AuthenticationError(RegistryError):
     """A registry that rejected the credentials, or asked for missing ones."""
+
+
+class RegistryTLSError(RegistryError):
+    """An HTTPS request whose TLS handshake failed, as against a plain-HTTP registry.
+
+    ``detail`` is the message without ``hint``, so a command whose fix is not
+    ``--insecure-registry`` can give its own hint.
+    """
+
+    def __init__(self, detail: str, hint: str = "") -> None:
+        super().__init__(f"{detail}; {hint}" if hint else detail)
+        self.detail = detail

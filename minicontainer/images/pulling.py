@@ -7,8 +7,9 @@ and ``never`` uses the store alone and fails when the image is not there.
 Compose's ``pull_policy`` adds ``build`` and the alias ``if_not_present``;
 the Compose code maps those onto these three.
 
-Only a name that a registry could serve is pulled. An image ID, or a name
-that is not a valid reference, is looked up in the store and never sent to a
+Only a name that a registry could serve is pulled. An image ID, a prefix of
+a stored image's ID (unless a stored reference has that name), or a name that
+is not a valid reference, is looked up in the store and never sent to a
 registry.
 """
 
@@ -45,6 +46,9 @@ class PullSettings:
     progress: Progress | None = None  # per-layer progress of a download
     output: Callable[[str], None] | None = None  # status lines, without newline
     option: str = "--pull"  # the option name that error messages tell to change
+    # False for commands without --insecure-registry, such as Compose, whose
+    # hints name MINICTR_INSECURE_REGISTRIES instead.
+    has_insecure_flag: bool = True
 
 
 def parse_pull_policy(value: str, option: str = "--pull") -> str:
@@ -118,34 +122,46 @@ def ensure_image(
     """Pull image ``name`` if ``settings.policy`` requires it; return what was pulled.
 
     Returns None when no pull was needed. Raises ``NotFound`` for a missing
-    image under ``never``, or one that no registry could serve, and
+    image under ``never`` or a missing image ID, ``InvalidArgument`` for a
+    name that is not a valid reference or an image ID under ``always``, and
     ``RegistryError`` with the image name when the pull fails.
     """
+    from .reference import parse_reference
     from .store import ImageStore
 
     store = ImageStore(root)
     if settings.policy == PULL_ALWAYS:
-        reference = pullable_reference(name)
-        if reference is None:
+        # A short ID such as b31ab38cdf48 is also a valid repository name, so
+        # only the store can tell that it means an image ID.
+        if _IMAGE_ID_RE.fullmatch(name) or store.lookup_by_id(name) is not None:
             raise InvalidArgument(
                 f"cannot pull {name!r} because it is an image ID, which no registry"
                 f" serves: set {settings.option} to missing or never"
             )
-        return _pull_for_run(name, reference, store, settings)
+        # parse_reference raises InvalidArgument naming the rule that failed.
+        return _pull_for_run(name, parse_reference(name), store, settings)
 
     try:
         store.lookup(name)
         return None
-    except NotFound as exc:
-        missing = exc
+    except NotFound:
+        pass
+    if _IMAGE_ID_RE.fullmatch(name):
+        raise NotFound(
+            f"image ID {name!r} not found in the store:"
+            " list the stored images with 'minictr images'"
+        )
+    # The store cannot hold an invalid name, so a pull hint would only lead
+    # to the same error from 'minictr pull'.
+    reference = parse_reference(name)
     if settings.policy == PULL_NEVER:
+        pull_command = "minictr pull"
+        if is_insecure(reference.registry, settings.insecure):
+            pull_command += " --insecure-registry"
         raise NotFound(
             f"image {name!r} not found locally and {settings.option} is never:"
-            f" run 'minictr pull {name}' first, or set {settings.option} to missing"
-        ) from None
-    reference = pullable_reference(name)
-    if reference is None:
-        raise missing
+            f" run '{pull_command} {name}' first, or set {settings.option} to missing"
+        )
     _emit(settings, f"Unable to find image '{name}' locally")
     return _pull_for_run(name, reference, store, settings)
 
@@ -153,7 +169,8 @@ def ensure_image(
 def _pull_for_run(
     name: str, reference: Reference, store: ImageStore, settings: PullSettings
 ) -> Image:
-    from .errors import ImageError, RegistryError
+    from .errors import ImageError, RegistryError, RegistryTLSError
+    from .registry import INSECURE_FLAG_HINT
 
     _emit(settings, f"Pulling {reference}")
     try:
@@ -164,6 +181,15 @@ def _pull_for_run(
             progress=settings.progress,
             on_manifest=lambda digest: _emit(settings, f"Digest: {digest}"),
         )
+    except RegistryTLSError as exc:
+        hint = INSECURE_FLAG_HINT
+        if not settings.has_insecure_flag:
+            hint = (
+                "if this registry speaks plain HTTP, add"
+                f" {reference.registry} to MINICTR_INSECURE_REGISTRIES"
+            )
+        detail = f"cannot pull image {name!r}: {exc.detail}"
+        raise RegistryTLSError(detail, hint) from exc
     except (RegistryError, ImageError) as exc:
         raise type(exc)(f"cannot pull image {name!r}: {exc}") from exc
     _emit(settings, f"Pulled {reference} ({image.short_id})")

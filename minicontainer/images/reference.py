@@ -82,12 +82,16 @@ def parse_reference(text: str) -> Reference:
     if colon > last_slash:
         remainder, tag = remainder[:colon], remainder[colon + 1 :]
         if not _TAG_RE.fullmatch(tag):
-            raise InvalidArgument(f"invalid tag {tag!r} in image reference {text!r}")
+            raise InvalidArgument(
+                f"invalid tag {tag!r} in image reference {text!r}: use up to 128"
+                " letters, digits and separators . _ -, not starting with . or -"
+            )
 
     registry, repository = _split_registry(remainder)
     if not _REGISTRY_RE.fullmatch(registry):
         raise InvalidArgument(
-            f"invalid registry {registry!r} in image reference {text!r}"
+            f"invalid registry {registry!r} in image reference {text!r}:"
+            " use a host name or IP address, with an optional :PORT"
         )
     if not _REPOSITORY_RE.fullmatch(repository):
         # Name the repository as written, without the library/ added above.

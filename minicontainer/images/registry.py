@@ -30,7 +30,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import oci
-from .errors import AuthenticationError, DigestMismatch, ImageError, RegistryError
+from .errors import (
+    AuthenticationError,
+    DigestMismatch,
+    ImageError,
+    RegistryError,
+    RegistryTLSError,
+)
 from .reference import Reference
 from .store import Image, ImageStore, host_platform
 
@@ -46,7 +52,10 @@ _CHALLENGE_PARAM_RE = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
 
 class Progress(Protocol):
-    """A receiver of per-layer download progress, drawn by the CLI."""
+    """A receiver of per-layer download progress, drawn by the CLI.
+
+    A layer that the store already has gets ``finish`` without ``start``.
+    """
 
     def start(self, digest: str, total: int) -> None: ...
 
@@ -126,6 +135,9 @@ def _guarded_redirect_handler() -> Any:
             return super().redirect_request(req, fp, code, msg, headers, newurl)
 
     return GuardedRedirectHandler()
+
+
+INSECURE_FLAG_HINT = "if this registry speaks plain HTTP, pass --insecure-registry"
 
 
 def insecure_registries_from_env() -> set[str]:
@@ -258,9 +270,12 @@ class RegistryClient:
             raise
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            message = f"cannot reach registry {self.host} ({url}): {reason}"
+            if _is_tls_failure(self.base_url, str(reason)):
+                raise RegistryTLSError(message, INSECURE_FLAG_HINT) from None
             raise RegistryError(
-                f"cannot reach registry {self.host} ({url}): {reason}"
-                + _insecure_hint(self.base_url, str(reason))
+                f"{message}: check the registry address and that the registry"
+                " is running"
             ) from None
 
     def _answer_challenge(self, challenge: str, scope: str) -> str:
@@ -348,10 +363,10 @@ def _http_error(url: str, exc: Any) -> RegistryError:
     )
 
 
-def _insecure_hint(base_url: str, reason: str) -> str:
-    if base_url.startswith("https:") and ("SSL" in reason or "WRONG_VERSION" in reason):
-        return "; if this registry speaks plain HTTP, pass --insecure-registry"
-    return ""
+def _is_tls_failure(base_url: str, reason: str) -> bool:
+    return base_url.startswith("https:") and (
+        "SSL" in reason or "WRONG_VERSION" in reason
+    )
 
 
 def _manifest_media_type(data: bytes, content_type: str) -> str:
@@ -468,10 +483,10 @@ def _fetch_layers(
     def fetch(index: int) -> None:
         descriptor = oci.convert_descriptor(layers[index])
         digest = descriptor["digest"]
-        progress.start(digest, int(descriptor.get("size", 0)))
         if store.has_blob(digest):
             status = "Already exists"
         else:
+            progress.start(digest, int(descriptor.get("size", 0)))
             client.download_blob(reference.repository, descriptor, store, progress)
             status = "Pull complete"
         store.unpack_layer(descriptor, diff_ids[index], chain_ids[index])

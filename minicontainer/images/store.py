@@ -261,24 +261,35 @@ class ImageStore:
     def lookup(self, text: str) -> Image:
         """Find an image by reference, by ``NAME@DIGEST``, or by (a prefix of) its ID."""
         images = self.images()
-        found = self._lookup_reference(images, text)
+        found = self._lookup_reference(images, text) or self._lookup_id(images, text)
         if found is not None:
             return found
-        candidate = text.removeprefix("sha256:")
-        if 3 <= len(candidate) <= 64 and all(
-            c in "0123456789abcdef" for c in candidate
-        ):
-            matches = [i for i in images if oci.digest_hex(i.id).startswith(candidate)]
-            if len({i.id for i in matches}) > 1:
-                raise Conflict(
-                    f"image ID prefix {text!r} is ambiguous: give more digits"
-                )
-            if matches:
-                return matches[0]
         raise NotFound(
             f"image {text!r} not found: run 'minictr pull {text}' or "
             f"'minictr import ROOTFS.tar {text}'"
         )
+
+    def lookup_by_id(self, text: str) -> Image | None:
+        """Return the image that ``lookup`` finds by (a prefix of) its ID, or None.
+
+        None also when ``text`` names a stored reference, because ``lookup``
+        tries references before IDs. Raises ``Conflict`` for an ambiguous prefix.
+        """
+        images = self.images()
+        if self._lookup_reference(images, text) is not None:
+            return None
+        return self._lookup_id(images, text)
+
+    def _lookup_id(self, images: list[Image], text: str) -> Image | None:
+        candidate = text.removeprefix("sha256:")
+        if not 3 <= len(candidate) <= 64:
+            return None
+        if not all(c in "0123456789abcdef" for c in candidate):
+            return None
+        matches = [i for i in images if oci.digest_hex(i.id).startswith(candidate)]
+        if len({i.id for i in matches}) > 1:
+            raise Conflict(f"image ID prefix {text!r} is ambiguous: give more digits")
+        return matches[0] if matches else None
 
     def _lookup_reference(self, images: list[Image], text: str) -> Image | None:
         try:

@@ -98,6 +98,13 @@ def test_pull_progress_lines_without_terminal():
     ]
 
 
+def test_pull_progress_stored_layer_one_line():
+    stream = io.StringIO()
+    progress = PullProgress(stream)
+    progress.finish("sha256:" + "cd" * 32, "Already exists")
+    assert stream.getvalue().splitlines() == ["cdcdcdcdcdcd: Already exists"]
+
+
 @pytest.mark.parametrize("answer", ["n\n", "", "no\n"])
 def test_image_prune_declined_removes_nothing(cli, rootfs, answer):
     runner = CliRunner()

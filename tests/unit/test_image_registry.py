@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import tarfile
 
 import pytest
@@ -12,9 +13,30 @@ import pytest
 from minicontainer.images import auth
 from minicontainer.images.errors import AuthenticationError, ImageError, RegistryError
 from minicontainer.images.oci import chain_ids, sha256_digest, to_oci_manifest
-from minicontainer.images.registry import _manifest_media_type, select_platform
+from minicontainer.images.registry import (
+    RegistryClient,
+    _manifest_media_type,
+    select_platform,
+)
 from minicontainer.images.store import host_platform
 from minicontainer.images.unpack import unpack_layer_blob
+
+
+def test_unreachable_registry_names_next_step():
+    # A bound socket that does not listen refuses connections, and holding
+    # it keeps the port from being reused while the test runs.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{closed.getsockname()[1]}"
+        client = RegistryClient(host, insecure=True, timeout=10)
+        with pytest.raises(RegistryError) as caught:
+            client.ping()
+    message = str(caught.value)
+    assert f"cannot reach registry {host}" in message
+    assert "Connection refused" in message
+    assert message.endswith(
+        "check the registry address and that the registry is running"
+    )
 
 
 def descriptor(

@@ -69,6 +69,19 @@ def test_lookup_by_name_and_id_prefix(store, imported):
     assert store.lookup(imported.id).id == imported.id
 
 
+def test_lookup_by_id_ignores_references(store, imported, tmp_path):
+    assert store.lookup_by_id(imported.short_id).id == imported.id
+    assert store.lookup_by_id(imported.id).id == imported.id
+    assert store.lookup_by_id("lab/one:v1") is None
+    assert store.lookup_by_id("0000000") is None
+
+    # A tag spelled like the ID prefix wins, as it does in lookup().
+    rootfs = make_rootfs(tmp_path / "other", "two")
+    named = import_rootfs(store, str(rootfs), parse_reference(imported.short_id))
+    assert store.lookup(imported.short_id).id == named.id
+    assert store.lookup_by_id(imported.short_id) is None
+
+
 def test_lookup_missing_image_names_the_fix(store):
     with pytest.raises(NotFound, match="minictr pull"):
         store.lookup("nothing:here")

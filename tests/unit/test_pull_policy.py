@@ -67,6 +67,55 @@ def test_never_with_missing_image_names_fix(tmp_path):
     assert "\n" not in message
 
 
+def test_never_hint_for_insecure_registry(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINICTR_INSECURE_REGISTRIES", raising=False)
+    name = "127.0.0.1:5000/lab/app:1"
+    settings = PullSettings(policy="never", insecure=True)
+    with pytest.raises(NotFound) as caught:
+        ensure_image(name, settings, root=str(tmp_path))
+    assert f"run 'minictr pull --insecure-registry {name}' first" in str(caught.value)
+
+    monkeypatch.setenv("MINICTR_INSECURE_REGISTRIES", "127.0.0.1:5000")
+    settings = PullSettings(policy="never")
+    with pytest.raises(NotFound) as caught:
+        ensure_image(name, settings, root=str(tmp_path))
+    assert f"run 'minictr pull --insecure-registry {name}' first" in str(caught.value)
+
+    other = "127.0.0.1:5001/lab/app:1"
+    with pytest.raises(NotFound) as caught:
+        ensure_image(other, settings, root=str(tmp_path))
+    assert f"run 'minictr pull {other}' first" in str(caught.value)
+
+
+@pytest.mark.parametrize("policy", ["missing", "always", "never"])
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("Bad:Name", "invalid repository name 'Bad'"),
+        ("lab/app:-1", "invalid tag '-1'"),
+        ("bad_host:5000/app:1", "invalid registry 'bad_host:5000'"),
+    ],
+)
+def test_invalid_reference_gets_no_pull_hint(tmp_path, policy, name, rule):
+    lines: list[str] = []
+    settings = PullSettings(policy=policy, output=lines.append)
+    with pytest.raises(InvalidArgument) as caught:
+        ensure_image(name, settings, root=str(tmp_path))
+    message = str(caught.value)
+    assert rule in message
+    assert f"in image reference {name!r}: use " in message
+    assert "minictr pull" not in message
+    assert lines == []
+
+
+def test_missing_image_id_gets_no_pull_hint(tmp_path):
+    settings = PullSettings(policy="never")
+    with pytest.raises(NotFound) as caught:
+        ensure_image(IMAGE_ID, settings, root=str(tmp_path))
+    assert "minictr pull" not in str(caught.value)
+    assert "minictr images" in str(caught.value)
+
+
 def test_missing_never_pulls_an_image_id(tmp_path):
     lines: list[str] = []
     settings = PullSettings(policy="missing", output=lines.append)
@@ -79,6 +128,42 @@ def test_always_rejects_an_image_id(tmp_path):
     settings = PullSettings(policy="always")
     with pytest.raises(InvalidArgument, match="image ID"):
         ensure_image(IMAGE_ID, settings, root=str(tmp_path))
+
+
+@pytest.fixture
+def stored_image(tmp_path):
+    from minicontainer.images.archive import import_rootfs
+    from minicontainer.images.reference import parse_reference
+    from minicontainer.images.store import ImageStore
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "marker").write_text("stored\n")
+    store = ImageStore(str(tmp_path / "state"))
+    return import_rootfs(store, str(rootfs), parse_reference("lab/stored:1"))
+
+
+@pytest.mark.parametrize("form", ["short", "sha256-short", "twenty-digits"])
+def test_always_rejects_a_stored_id_prefix(tmp_path, stored_image, form):
+    hex_id = stored_image.id.removeprefix("sha256:")
+    name = {
+        "short": hex_id[:12],
+        "sha256-short": f"sha256:{hex_id[:12]}",
+        "twenty-digits": hex_id[:20],
+    }[form]
+    lines: list[str] = []
+    settings = PullSettings(policy="always", output=lines.append)
+    with pytest.raises(InvalidArgument, match="image ID"):
+        ensure_image(name, settings, root=str(tmp_path / "state"))
+    assert lines == []
+
+
+def test_missing_uses_a_stored_id_prefix(tmp_path, stored_image):
+    lines: list[str] = []
+    settings = PullSettings(policy="missing", output=lines.append)
+    name = stored_image.short_id
+    assert ensure_image(name, settings, root=str(tmp_path / "state")) is None
+    assert lines == []
 
 
 def test_cli_rejects_invalid_pull_value(tmp_path, monkeypatch):
@@ -164,4 +249,25 @@ def test_compose_pull_skips_build_only_and_never(tmp_path):
         "built  Skipped: no image to pull, it is built",
         "pinned  Skipped: pull_policy is never",
         "both  Skipped: it can be built",
+    ]
+
+
+def test_compose_pull_missing_reports_stored(tmp_path, stored_image, monkeypatch):
+    monkeypatch.setenv("MINICTR_ROOT", str(tmp_path / "state"))
+    project = load(
+        tmp_path,
+        """
+        services:
+          app: {image: lab/stored:1}
+          by_id: {image: %s}
+        """
+        % stored_image.short_id,
+    )
+    lines: list[str] = []
+    compose_project.pull_images(
+        project, ["app", "by_id"], lines.append, policy="missing", quiet=True
+    )
+    assert lines == [
+        "app  Skipped: image is already stored locally",
+        "by_id  Skipped: image is already stored locally",
     ]

@@ -73,6 +73,7 @@ def test_pull_cli_again_reuses_layers(minictr, pushed_image, docker_config):
     again = minictr("pull", "--insecure-registry", pushed_image)
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("Already exists") == 3
+    assert "Downloading" not in again.stderr
 
 
 def test_pull_over_http_needs_insecure_flag(minictr, pushed_image, docker_config):

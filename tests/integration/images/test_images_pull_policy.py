@@ -123,6 +123,20 @@ def test_run_pull_never_missing_image(minictr, pushed_image, state_dirs):
     assert container_dirs(state_dirs) == []
 
 
+def test_run_pull_always_short_id(minictr, pushed_image, insecure_env, docker_config):
+    assert minictr("pull", "-q", pushed_image).returncode == 0
+    listed = minictr("images", "-q")
+    assert listed.returncode == 0, listed.stderr
+    short_id = listed.stdout.split()[0].removeprefix("sha256:")[:12]
+
+    result = minictr("run", "--rm", "--pull", "always", short_id, "true")
+    assert result.returncode == 125
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "because it is an image ID" in errors[0]
+    assert "Pulling" not in result.stderr
+
+
 def test_run_unknown_tag_fails_cleanly(
     minictr, registry, insecure_env, docker_config, state_dirs
 ):
@@ -146,6 +160,7 @@ def test_run_unreachable_registry_fails_cleanly(minictr, state_dirs, docker_conf
     errors = error_lines(result.stderr)
     assert len(errors) == 1, result.stderr
     assert "cannot reach registry" in errors[0]
+    assert "check the registry address" in errors[0]
     assert container_dirs(state_dirs) == []
 
 
@@ -244,6 +259,7 @@ def test_compose_pull_command(
     again = compose_project("pull", "--policy", "missing", "app")
     assert again.returncode == 0, again.stderr
     assert "Pulling" not in again.stderr
+    assert "app  Skipped: image is already stored locally" in again.stderr
 
     forced = compose_project("pull", "app")
     assert forced.returncode == 0, forced.stderr
@@ -263,6 +279,33 @@ def test_compose_pull_reports_failed_service(
         f"minictr: service web: cannot pull image '{reference}'"
     )
     assert "not found in registry" in errors[0]
+
+
+def test_compose_pull_plain_http_hints(compose_project, pushed_image, registry):
+    # Without MINICTR_INSECURE_REGISTRIES the client speaks HTTPS to the
+    # plain-HTTP registry, and the TLS handshake fails.
+    compose_project.write(
+        f"""
+        services:
+          web: {{image: '{pushed_image}'}}
+          worker: {{image: '{pushed_image}'}}
+        """
+    )
+    result = compose_project("pull")
+    assert result.returncode == 1
+    errors = error_lines(result.stderr)
+    assert len(errors) == 2, result.stderr
+    for service, line in zip(["web", "worker"], errors):
+        assert line.startswith(f"minictr: service {service}: cannot pull image")
+        assert f"add {registry.host} to MINICTR_INSECURE_REGISTRIES" in line
+        assert "--insecure-registry" not in line
+
+    up = compose_project("up", "-d", "web")
+    assert up.returncode == 1
+    errors = error_lines(up.stderr)
+    assert len(errors) == 1, up.stderr
+    assert f"add {registry.host} to MINICTR_INSECURE_REGISTRIES" in errors[0]
+    assert "--insecure-registry" not in errors[0]
 
 
 def test_compose_never_policy_names_service(compose_project, pushed_image, state_dirs):
