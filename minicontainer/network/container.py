@@ -156,8 +156,9 @@ def _load_or_create(network: str) -> dict[str, Any]:
 
     A network's bridge exists only while a container uses it. Before the
     bridge comes back, its subnet is checked against the host's routes,
-    which may have changed, and the default network moves to a free subnet
-    if its old one is taken now.
+    which may have changed. If the old subnet is taken now, the default
+    network and a network whose subnet minictr picked move to a free one.
+    A subnet the user gave is an error instead.
     """
     record: dict[str, Any] | None
     try:
@@ -169,13 +170,37 @@ def _load_or_create(network: str) -> dict[str, Any]:
     if record is not None and (record["leases"] or _link_exists(record["bridge"])):
         return record
     if record is not None and not record.get("default"):
-        ipam.check_subnet_free(ipaddress.IPv4Network(record["subnet"]), record["name"])
+        try:
+            ipam.check_subnet_free(
+                ipaddress.IPv4Network(record["subnet"]), record["name"]
+            )
+        except Conflict:
+            if not record.get("auto_subnet"):
+                raise
+            return _move_subnet(record)
         return record
     subnet = ipam.pick_subnet(ipam.DEFAULT_SUBNETS, ipam.DEFAULT_PREFIX, network)
     if record is None or record["subnet"] != str(subnet):
         record = ipam.new_record(network, subnet, bridge=names.default_bridge())
         log.debug("default network %s uses subnet %s", network, subnet)
         ipam.save(record)
+    return record
+
+
+def _move_subnet(record: dict[str, Any]) -> dict[str, Any]:
+    """Give an idle network whose picked subnet is now taken a free one."""
+    subnet = ipam.pick_subnet(
+        ipam.USER_SUBNET_POOLS, ipam.USER_SUBNET_PREFIX, record["name"]
+    )
+    log.info(
+        "network %s moves from subnet %s, which a host route now covers, to %s",
+        record["name"],
+        record["subnet"],
+        subnet,
+    )
+    record["subnet"] = str(subnet)
+    record["gateway"] = str(next(subnet.hosts()))
+    ipam.save(record)
     return record
 
 

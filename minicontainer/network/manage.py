@@ -47,6 +47,7 @@ def create(
         else:
             chosen = ipam.pick_subnet(ipam.USER_SUBNET_POOLS, ipam.USER_SUBNET_PREFIX)
         record = ipam.new_record(name, chosen, gateway, labels=labels)
+        record["auto_subnet"] = not subnet
         ipam.save(record)
     log.debug(
         "network %s created: subnet %s, bridge %s", name, chosen, record["bridge"]

@@ -7,12 +7,14 @@ host's own address and to namespaces that the tests create.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
 import secrets
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -713,3 +715,45 @@ def test_host_and_container_modes(net, busybox_rootfs):
         )
     )
     assert joined.split()[3] == owner.split()[3]
+
+
+@pytest.fixture
+def spare_link():
+    """An empty host bridge with a unique name, removed afterwards.
+
+    A bridge rather than a dummy device, because a kernel may lack the
+    dummy driver; either gives the host a route to the addresses put on it.
+    """
+    name = f"mctest{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_idle_picked_subnet_moves_off_a_new_route(net, busybox_rootfs, spare_link):
+    # A route that appears while a network is idle (a VPN, another runtime)
+    # takes its subnet; a subnet minictr picked moves, one the user gave fails.
+    _ok(net("network", "create", "picked"))
+    taken = json.loads(_ok(net("network", "inspect", "picked")))[0]["subnet"]
+    given = _free_subnet()
+    _ok(net("network", "create", "--subnet", given, "given"))
+    for subnet in (taken, given):
+        gateway = str(next(ipaddress.IPv4Network(subnet).hosts()))
+        prefix = subnet.split("/")[1]
+        subprocess.run(
+            ["ip", "addr", "add", f"{gateway}/{prefix}", "dev", spare_link], check=True
+        )
+    subprocess.run(["ip", "link", "set", spare_link, "up"], check=True)
+
+    moved = net("run", "--rm", "--network", "picked", str(busybox_rootfs), "true")
+    assert moved.returncode == 0, moved.stderr
+    record = json.loads(_ok(net("network", "inspect", "picked")))[0]
+    assert record["subnet"] != taken
+    assert not ipaddress.IPv4Network(record["subnet"]).overlaps(
+        ipaddress.IPv4Network(taken)
+    )
+    failed = net("run", "--rm", "--network", "given", str(busybox_rootfs), "true")
+    assert failed.returncode == 125
+    assert f"subnet {given} overlaps the host route" in failed.stderr
