@@ -124,7 +124,8 @@ def prune_command(force: bool) -> None:
             abort=True,
         )
     removed = manage.prune()
-    click.echo("Deleted Networks:")
+    if removed["networks"]:
+        click.echo("Deleted Networks:")
     for name in removed["networks"]:
         click.echo(name)
     for kind in ("leases", "links", "rules"):
