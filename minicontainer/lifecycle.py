@@ -730,8 +730,6 @@ def _clean(container_id: str, remove_dir: bool) -> None:
 
 def _remove_dir(container_id: str) -> None:
     state.remove_dir(container_id)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(paths.run_root(), f"start-{container_id}.lock"))
 
 
 def _placeholder_config(container_id: str) -> ContainerConfig:

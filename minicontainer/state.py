@@ -220,5 +220,6 @@ def remove_dir(container_id: str) -> None:
 
     with locked(f"state-{container_id}"):
         shutil.rmtree(container_dir(container_id), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(paths.run_root(), f"state-{container_id}.lock"))
+    for lock in (f"state-{container_id}", f"start-{container_id}"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(paths.run_root(), f"{lock}.lock"))

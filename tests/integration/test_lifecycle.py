@@ -718,3 +718,19 @@ def test_prune_removes_unreadable_state(minictr):
     _wait_until(lambda: not _alive(document["State"]["Pid"]))
     for directory in _cgroup_dirs(document):
         assert not os.path.exists(directory)
+
+
+def test_removed_containers_leave_no_lock_files(minictr):
+    # The lock files of a container go with it, whichever path removed it.
+    failed = minictr("run", "-d", *NO_NETWORK, ROOTFS, "no-such-command", check=False)
+    assert failed.returncode == 127
+    container_id = minictr.run_d("--rm", ROOTFS, "true")
+    directory = os.path.join(minictr.root, "containers", container_id)
+    _wait_until(lambda: not os.path.exists(directory))
+    minictr.run_d("--name", "removed", ROOTFS, "true")
+    minictr("rm", "-f", "removed")
+    run_root = os.path.dirname(minictr.root) + "/run"
+    locks = [
+        name for name in os.listdir(run_root) if name.startswith(("start-", "state-"))
+    ]
+    assert locks == []
