@@ -71,7 +71,12 @@ class Mount(Step):
         target = _host_path(self.root, self.target)
         if self.root and self.make and not os.path.lexists(target):
             if self.make == "file":
-                os.makedirs(os.path.dirname(target), exist_ok=True)
+                _make_dirs(
+                    os.path.dirname(target),
+                    os.path.dirname(self.target),
+                    "mount point",
+                    leaf=self.target,
+                )
                 os.close(
                     os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 )
@@ -125,15 +130,40 @@ class MakeDir(Step):
             os.lchown(created, *self.owner)
 
 
-def _make_dirs(host_path: str, path: str, what: str, mode: int = 0o755) -> None:
-    """Create ``host_path`` and its parents; errors name the container path ``path``."""
+def _make_dirs(
+    host_path: str,
+    path: str,
+    what: str,
+    mode: int = 0o755,
+    leaf: str | None = None,
+) -> None:
+    """Create ``host_path`` and its parents; errors name the container path ``path``.
+
+    ``leaf``, when given, is the container path that the error names instead,
+    for a directory made as the parent of a file.
+    """
     try:
         os.makedirs(host_path, mode=mode, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
-        raise InvalidArgument(
-            f"{what} {path} is not a directory: a file of that name exists in the"
-            " container's root"
-        ) from exc
+        # Walk up to the part that exists: that one is not a directory.
+        blocker, blocker_host = path, host_path
+        while blocker not in ("/", "") and not os.path.lexists(blocker_host):
+            blocker, blocker_host = (
+                os.path.dirname(blocker),
+                os.path.dirname(blocker_host),
+            )
+        named = leaf or path
+        if blocker == named:
+            message = (
+                f"{what} {named} is not a directory: a file of that name exists in"
+                " the container's root"
+            )
+        else:
+            message = (
+                f"{what} {named} cannot be created: {blocker} is a file in the"
+                " container's root; choose a path under a directory"
+            )
+        raise InvalidArgument(message) from exc
 
 
 _MOUNT_HINTS = {

@@ -632,3 +632,17 @@ def test_config_records_docker_style_mounts(
     assert bind["RW"] is True
 
     assert by_target["/tmp"]["Type"] == "tmpfs"
+
+
+@pytest.mark.parametrize("source", ["/etc/hostname", "/tmp"])
+def test_target_under_image_file_names_it(minictr, busybox_rootfs, state_dirs, source):
+    result = minictr(
+        "run", "--rm", "--network", "none", "-v", f"{source}:/etc/passwd/x",
+        str(busybox_rootfs), "true",
+    )
+    assert result.returncode == 125
+    assert result.stderr.strip() == (
+        "minictr: mount point /etc/passwd/x cannot be created: /etc/passwd is a"
+        " file in the container's root; choose a path under a directory"
+    )
+    assert not list((Path(state_dirs["root"]) / "containers").glob("*"))
