@@ -23,6 +23,10 @@ _HOSTNAME_LABEL = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 _ENV_KEY = re.compile(r"^[^=\s]+$")
 
 
+class NoCommand(InvalidArgument):
+    """Neither the options nor the image name a command to run."""
+
+
 def parse_env(items: list[str], host_env: dict[str, str] | None = None) -> list[str]:
     """Return ``KEY=VALUE`` items; a bare ``KEY`` takes the host's value, as in Docker."""
     host_env = os.environ if host_env is None else host_env
@@ -210,12 +214,10 @@ def _command_for(
     else:
         args = ([entrypoint] if entrypoint else []) + list(command)
     if not args and image_config:
-        raise InvalidArgument(
+        raise NoCommand(
             "no command specified: the image has no Entrypoint or Cmd, so give a"
             " command after the image name"
         )
     if not args:
-        raise InvalidArgument(
-            "no command specified: give one after the root file system"
-        )
+        raise NoCommand("no command specified: give one after the root file system")
     return args

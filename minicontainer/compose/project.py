@@ -593,6 +593,7 @@ def ensure_container(project: Project, service: Service, output: Output) -> str:
 
 def _create_and_start(project: Project, service: Service, output: Output) -> str:
     from .. import api, lifecycle, state
+    from ..containers import NoCommand
 
     name = container_name(project, service)
     image = service.image_name(project.name)
@@ -603,6 +604,11 @@ def _create_and_start(project: Project, service: Service, output: Output) -> str
             command_of(service),
             options=[*run_options(project, service), "--pull", "never"],
         )
+    except NoCommand as exc:
+        raise ServiceFailed(
+            f"service {service.name} has no command: its image has no Entrypoint or"
+            " Cmd, so add 'command:' to the service"
+        ) from exc
     except errors.MinictrError as exc:
         raise ServiceFailed(f"service {service.name} cannot be created: {exc}") from exc
     output(f"Container {name}  Creating")

@@ -12,6 +12,7 @@ describes. Extension keys (``x-...``) are allowed everywhere without a warning.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -40,10 +41,20 @@ class Validator:
 
     def error(self, path: str, value: Any, expected: str) -> None:
         where = f" in {self.source}" if self.source else ""
-        raise ComposeError(f"invalid {path}{where}: {value!r}, expected {expected}")
+        raise ComposeError(
+            f"invalid {path}{where}: {_as_yaml(value)}, expected {expected}"
+        )
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+
+def _as_yaml(value: Any) -> str:
+    """Show a value as the compose file spells it: true, null, "text"."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 # ---------------------------------------------------------------- checks
@@ -107,6 +118,8 @@ def scalar(value: Any, path: str, validator: Validator) -> None:
 def string_or_list(value: Any, path: str, validator: Validator) -> None:
     if isinstance(value, str):
         return
+    if not isinstance(value, list):
+        validator.error(path, value, "a string or a list")
     list_of(scalar)(value, path, validator)
 
 

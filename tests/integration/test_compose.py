@@ -252,6 +252,23 @@ services:
         minictr("compose", "-p", project, "down", "-v", cwd=tmp_path)
 
 
+def test_compose_service_without_command_says_what_to_add(
+    tmp_path, minictr, base_image, state_dirs
+):
+    # The imported busybox image has no Cmd, so the service needs a command.
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  idle: {{image: {base_image}}}\n"
+    )
+    project = f"idle{uuid.uuid4().hex[:8]}"
+    try:
+        result = minictr("compose", "-p", project, "up", "-d", cwd=tmp_path)
+        assert result.returncode == 1
+        assert "service idle has no command" in result.stderr
+        assert "add 'command:' to the service" in result.stderr
+    finally:
+        minictr("compose", "-p", project, "down", "-v", cwd=tmp_path)
+
+
 def test_compose_cycle_fails_before_anything_starts(tmp_path, minictr, state_dirs):
     (tmp_path / "compose.yaml").write_text(
         "services:\n"

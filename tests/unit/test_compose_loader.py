@@ -289,3 +289,12 @@ def test_invalid_yaml(tmp_path):
     write(tmp_path, "compose.yaml", "services: [unclosed\n")
     with pytest.raises(ComposeError, match="invalid YAML"):
         loader.load(working_directory=str(tmp_path), environ={})
+
+
+def test_command_of_wrong_type_spelled_as_in_yaml(tmp_path):
+    write(tmp_path, "compose.yaml", "services: {web: {image: x, command: true}}\n")
+    with pytest.raises(ComposeError) as caught:
+        loader.load(working_directory=str(tmp_path), environ={})
+    message = str(caught.value)
+    assert "invalid services.web.command" in message
+    assert ": true, expected a string or a list" in message
