@@ -303,16 +303,23 @@ def _command_main(request: _Request, error_w: int, user_fd: int | None) -> None:
 
     config = request.config
     try:
-        identity = process.resolve_identity(
-            config.process.user if request.user is None else request.user
-        )
+        # As in Docker, an exec that cannot start its command exits 126.
+        try:
+            identity = process.resolve_identity(
+                config.process.user if request.user is None else request.user
+            )
+        except errors.InvalidArgument as exc:
+            raise errors.CommandNotExecutable(str(exc)) from exc
         env = process.build_env(
             config.process.env + request.env,
             identity.home,
             config.hostname,
             request.tty,
         )
-        _enter_workdir(request.workdir or config.process.cwd)
+        if request.workdir:
+            _enter_existing_workdir(request.workdir)
+        else:
+            _enter_workdir(config.process.cwd)
         _setup_stdio(request.stdio)
         process.close_other_fds([error_w] + ([user_fd] if user_fd is not None else []))
         security.apply_process(config, identity, userns_fd=user_fd)
@@ -320,6 +327,17 @@ def _command_main(request: _Request, error_w: int, user_fd: int | None) -> None:
         process.exec_command(request.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach minictr
         _report_and_exit(error_w, exc)
+
+
+def _enter_existing_workdir(workdir: str) -> None:
+    """Enter ``-w``; unlike run, exec does not create it, as Docker does not."""
+    try:
+        os.chdir(workdir)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise errors.CommandNotExecutable(
+            f"working directory {workdir} does not exist in the container:"
+            " create it first, or choose another -w"
+        ) from exc
 
 
 def _join_cgroup(record: dict[str, Any]) -> None:

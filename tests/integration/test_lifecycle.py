@@ -191,6 +191,20 @@ def test_exec_returns_exit_codes(minictr):
     assert unknown.returncode == 1
 
 
+def test_exec_cannot_start_exits_126(minictr):
+    # Docker's exit status when the command cannot start: an unknown user,
+    # or a working directory that does not exist (exec does not create it).
+    minictr.run_d("--name", "refuses", ROOTFS, "sleep", "60")
+    user = minictr("exec", "-u", "nosuchuser", "refuses", "true", check=False)
+    assert user.returncode == 126
+    assert "unable to find user nosuchuser" in user.stderr
+    workdir = minictr("exec", "-w", "/nonexist", "refuses", "true", check=False)
+    assert workdir.returncode == 126
+    assert "working directory /nonexist does not exist" in workdir.stderr
+    listed = minictr("exec", "refuses", "ls", "/", check=False)
+    assert "nonexist" not in listed.stdout.split()
+
+
 def test_exec_uses_and_overrides_config(minictr):
     minictr.run_d("--name", "cfg", "-e", "A=1", "-w", "/etc", ROOTFS, "sleep", "60")
     default = minictr("exec", "cfg", "sh", "-c", 'echo "$A $(pwd) $(id -u)"').stdout
