@@ -229,6 +229,14 @@ class LazyGroup(click.Group):
         return super().list_commands(ctx)
 
 
+def _add_process_role(record: logging.LogRecord) -> bool:
+    """Give a narration line the role of the process that wrote it."""
+    from .steps import process_role
+
+    record.role = f"[{process_role}]"
+    return True
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
 @click.option("--debug", is_flag=True, help="Narrate every kernel step on stderr.")
 @click.option(
@@ -240,9 +248,11 @@ def cli(debug: bool, root: str | None) -> None:
     if debug:
         logging.basicConfig(
             level=logging.DEBUG,
-            format="minictr: %(relativeCreated)6.1fms %(message)s",
+            format="minictr: %(relativeCreated)6.1fms %(role)-8s %(message)s",
             stream=sys.stderr,
         )
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_add_process_role)
         logging.getLogger("pyroute2").setLevel(logging.WARNING)
         logging.getLogger("asyncio").setLevel(logging.WARNING)
     if root:

@@ -253,8 +253,10 @@ def _helper_main(
 ) -> None:
     """Join the cgroup and namespaces, fork the command, reap it; never return."""
     from .runtime import _report_and_exit, _reset_signals
+    from .steps import set_process_role
 
     try:
+        set_process_role("helper")
         _reset_signals()
         _close_inherited_fds(namespaces, request, error_w)
         security.harden_joining_process()
@@ -301,8 +303,11 @@ def _command_main(request: _Request, error_w: int, user_fd: int | None) -> None:
     """Set up the command's process inside the container and exec it."""
     from .runtime import _enter_workdir, _report_and_exit, _setup_stdio
 
+    from .steps import set_process_role
+
     config = request.config
     try:
+        set_process_role("command")
         # As in Docker, an exec that cannot start its command exits 126.
         try:
             identity = process.resolve_identity(

@@ -33,7 +33,16 @@ from typing import Any
 
 from . import devices, errors, process, rootfs, security, state, syscalls as sc
 from .config import ContainerConfig
-from .steps import LoopbackUp, Mount, PivotRoot, SetNs, Step, Unshare, run_all
+from .steps import (
+    LoopbackUp,
+    Mount,
+    PivotRoot,
+    SetNs,
+    Step,
+    Unshare,
+    run_all,
+    set_process_role,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +238,7 @@ class Container:
                     raise cause from None
                 raise
             released = True
+            log.debug("go: PID 1 may now exec the command")
             try:
                 os.write(go_w, b"go")
             except BrokenPipeError:
@@ -437,6 +447,7 @@ def _child_main(
 ) -> None:
     """Run the first child: join the cgroup, unshare, fork PID 1; never return."""
     try:
+        set_process_role("child")
         _reset_signals()
         if container.cgroup is not None:
             container.cgroup.add_process(os.getpid())
@@ -468,8 +479,10 @@ def _pid1_main(
     """Build the root, wait for the go, become the user's command."""
     config = container.config
     try:
+        set_process_role("pid 1")
         run_all(root_steps)
         run_all(pivot_steps)
+        log.debug("wait for the monitor's go (it records the pid, sets up the network)")
         if os.read(go_r, 2) != b"go":
             os._exit(125)  # the monitor died before releasing us
         os.close(go_r)

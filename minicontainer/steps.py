@@ -21,6 +21,16 @@ from .paths import resolve_in_root
 
 log = logging.getLogger("minicontainer.steps")
 
+# The process that narrates. After the fork the monitor and the container's
+# processes work at the same time, so --debug prefixes each line with this.
+process_role = "monitor"
+
+
+def set_process_role(role: str) -> None:
+    """Name the calling process in the --debug narration from now on."""
+    global process_role
+    process_role = role
+
 
 class Step:
     """One kernel action inside the container's setup."""
