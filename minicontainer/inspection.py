@@ -282,7 +282,9 @@ def inspect(container_id: str) -> dict[str, Any]:
             "Running": record["status"] == "running",
             "Paused": record["status"] == "paused",
             "Pid": pid,
-            "ExitCode": record.get("exit_code"),
+            # 0 until the container exits, as in Docker; null only when the
+            # container exited unwatched and its status is unknown.
+            "ExitCode": _exit_code(record),
             "OOMKilled": bool(record.get("oom_killed")),
             "StartedAt": record.get("started_at", ""),
             "FinishedAt": record.get("finished_at", ""),
@@ -313,6 +315,12 @@ def inspect(container_id: str) -> dict[str, Any]:
         "NetworkSettings": record.get("network") or config.network,
         "Devices": config.devices,
     }
+
+
+def _exit_code(record: dict[str, Any]) -> int | None:
+    if record.get("status") in ("created", "running", "paused"):
+        return 0
+    return record.get("exit_code")
 
 
 def _user_namespace(record: dict[str, Any]) -> dict[str, Any]:

@@ -748,3 +748,9 @@ def test_removed_containers_leave_no_lock_files(minictr):
         name for name in os.listdir(run_root) if name.startswith(("start-", "state-"))
     ]
     assert locks == []
+
+
+def test_inspect_exit_code_is_zero_until_exit(minictr):
+    minictr.run_d("--name", "still", ROOTFS, "sleep", "60")
+    shown = minictr("inspect", "-f", "{{.State.ExitCode}}", "still")
+    assert shown.stdout.strip() == "0"
