@@ -113,38 +113,39 @@ def image_group() -> None:
 def image_inspect(names: tuple[str, ...]) -> None:
     """Print the layers, config, history and size of images as JSON."""
     store = _store()
-    result = []
-    for name in names:
-        image = store.lookup(name)
-        result.append(
-            {
-                "Id": image.id,
-                "RepoTags": image.references,
-                "ManifestDigest": image.manifest_digest,
-                "RepoDigest": image.source_digest or image.manifest_digest,
-                "Created": image.config.get("created", ""),
-                "Architecture": image.config.get("architecture", ""),
-                "Os": image.config.get("os", ""),
-                "Config": image.config.get("config") or {},
-                "RootFS": {"Type": "layers", "Layers": image.diff_ids},
-                "Layers": [
-                    {
-                        "Digest": layer["digest"],
-                        "MediaType": layer.get("mediaType", ""),
-                        "CompressedSize": layer.get("size", 0),
-                        "DiffID": diff_id,
-                        "Directory": store.layer_path(chain_id),
-                    }
-                    for layer, diff_id, chain_id in zip(
-                        image.layers, image.diff_ids, image.chain_ids, strict=True
-                    )
-                ],
-                "History": image.config.get("history", []),
-                "Size": store.image_size(image),
-                "CompressedSize": image.compressed_size,
-            }
-        )
+    result = [image_document(store, name) for name in names]
     click.echo(json.dumps(result, indent=2))
+
+
+def image_document(store: Any, name: str) -> dict[str, Any]:
+    """Return the inspect data of image ``name``; raises NotFound without it."""
+    image = store.lookup(name)
+    return {
+        "Id": image.id,
+        "RepoTags": image.references,
+        "ManifestDigest": image.manifest_digest,
+        "RepoDigest": image.source_digest or image.manifest_digest,
+        "Created": image.config.get("created", ""),
+        "Architecture": image.config.get("architecture", ""),
+        "Os": image.config.get("os", ""),
+        "Config": image.config.get("config") or {},
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+        "Layers": [
+            {
+                "Digest": layer["digest"],
+                "MediaType": layer.get("mediaType", ""),
+                "CompressedSize": layer.get("size", 0),
+                "DiffID": diff_id,
+                "Directory": store.layer_path(chain_id),
+            }
+            for layer, diff_id, chain_id in zip(
+                image.layers, image.diff_ids, image.chain_ids, strict=True
+            )
+        ],
+        "History": image.config.get("history", []),
+        "Size": store.image_size(image),
+        "CompressedSize": image.compressed_size,
+    }
 
 
 def _confirm(question: str) -> bool:

@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .errors import MinictrError
+from .errors import MinictrError, NotFound
 
 
 def _docker_exit_codes(function):
@@ -294,6 +294,16 @@ def inspect(containers: tuple[str, ...], template: str) -> None:
     for reference in containers:
         try:
             results.append(inspection.inspect(state.find(reference)))
+        except NotFound:
+            # As docker inspect does, a name that is no container may be an image.
+            image = _image_document(reference)
+            if image is None:
+                click.echo(
+                    f"minictr: no such container or image: {reference}", err=True
+                )
+                failed = True
+            else:
+                results.append(image)
         except MinictrError as exc:
             click.echo(f"minictr: {exc}", err=True)
             failed = True
@@ -308,6 +318,21 @@ def inspect(containers: tuple[str, ...], template: str) -> None:
         click.echo(json.dumps(results, indent=4))
     if failed:
         sys.exit(1)
+
+
+def _image_document(reference: str) -> dict | None:
+    import os
+
+    from . import paths
+    from .cli_images import _store, image_document
+
+    # Opening the store creates it; a host without images has nothing to show.
+    if not os.path.isdir(os.path.join(paths.state_root(), "images")):
+        return None
+    try:
+        return image_document(_store(), reference)
+    except MinictrError:
+        return None
 
 
 @click.command()

@@ -141,3 +141,15 @@ def test_image_prune_removes_untagged(loaded, minictr, busybox_rootfs):
     assert result.returncode == 0, result.stderr
     assert "Deleted: sha256:" in result.stdout
     assert len(image_ids(minictr)) == 1
+
+
+def test_inspect_falls_back_to_images(minictr, busybox_rootfs, docker_config):
+    # docker inspect takes a container or an image; a container name wins.
+    imported = minictr("import", str(busybox_rootfs), "lab/inspected:1")
+    assert imported.returncode == 0, imported.stderr
+    shown = minictr("inspect", "-f", "{{.Id}}", "lab/inspected:1")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == imported.stdout.strip()
+    missing = minictr("inspect", "lab/inspected:2")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "minictr: no such container or image: lab/inspected:2"
