@@ -32,22 +32,37 @@ def _docker_exit_codes(function):
     return wrapper
 
 
-def _for_each(references: tuple[str, ...], action) -> None:
+def _for_each(references: tuple[str, ...], action, parallel: bool = False) -> None:
     """Apply ``action`` to each container, printing the reference on success.
 
     Like Docker, go on after a failure, print it, and exit 1 at the end.
+    With ``parallel``, the containers are handled at the same time (stop
+    waits up to its timeout for each), and the results print in the order
+    given.
     """
     from . import state
 
-    failed = False
-    for reference in references:
+    def apply(reference: str) -> str | None:
         try:
             action(state.find(reference))
         except MinictrError as exc:
-            click.echo(f"minictr: {exc}", err=True)
+            return str(exc)
+        return None
+
+    if parallel and len(references) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(references), 16)) as pool:
+            errors = list(pool.map(apply, references))
+    else:
+        errors = [apply(reference) for reference in references]
+    failed = False
+    for reference, error in zip(references, errors, strict=True):
+        if error is None:
+            click.echo(reference)
+        else:
+            click.echo(f"minictr: {error}", err=True)
             failed = True
-            continue
-        click.echo(reference)
     if failed:
         sys.exit(1)
 
@@ -201,7 +216,7 @@ def stop(containers: tuple[str, ...], timeout: int | None) -> None:
     """Stop containers: the stop signal, then SIGKILL after the timeout."""
     from . import lifecycle
 
-    _for_each(containers, lambda cid: lifecycle.stop(cid, timeout))
+    _for_each(containers, lambda cid: lifecycle.stop(cid, timeout), parallel=True)
 
 
 @click.command()
@@ -249,7 +264,7 @@ def restart(containers: tuple[str, ...], timeout: int | None) -> None:
     """Stop and start containers again."""
     from . import lifecycle
 
-    _for_each(containers, lambda cid: lifecycle.restart(cid, timeout))
+    _for_each(containers, lambda cid: lifecycle.restart(cid, timeout), parallel=True)
 
 
 @click.command()
@@ -277,7 +292,7 @@ def rm(containers: tuple[str, ...], force: bool) -> None:
     """Remove containers with their directories, cgroups and network."""
     from . import lifecycle
 
-    _for_each(containers, lambda cid: lifecycle.remove(cid, force))
+    _for_each(containers, lambda cid: lifecycle.remove(cid, force), parallel=True)
 
 
 @click.command()
