@@ -294,7 +294,7 @@ def inspect(container_id: str) -> dict[str, Any]:
         "Rootfs": config.rootfs,
         "Image": config.image,
         "LogPath": os.path.join(directory, lifecycle.LOG_FILE),
-        "Config": config.to_dict(),
+        "Config": _config_document(config),
         "Namespaces": namespaces_of(pid) if pid else {},
         "Cgroup": {
             "Path": ("/" + cgroup["name"]) if cgroup else "",
@@ -312,9 +312,55 @@ def inspect(container_id: str) -> dict[str, Any]:
         },
         "Mounts": config.mounts,
         "UserNamespace": _user_namespace(record),
-        "NetworkSettings": record.get("network") or config.network,
+        "NetworkSettings": _network_document(record.get("network") or config.network),
         "Devices": config.devices,
     }
+
+
+def _config_document(config: Any) -> dict[str, Any]:
+    """Return minictr's config, plus the keys Docker's Config has, for templates.
+
+    ``Cmd`` is the whole command the container runs, the image's Entrypoint
+    included, since minictr stores the two merged.
+    """
+    document = config.to_dict()
+    document.update(
+        {
+            "Cmd": config.process.args,
+            "Env": config.process.env,
+            "WorkingDir": config.process.cwd,
+            "User": config.process.user,
+            "Hostname": config.hostname,
+            "Image": config.image or config.rootfs,
+            "Labels": config.labels,
+            "StopSignal": config.stop_signal,
+        }
+    )
+    return document
+
+
+def _network_document(settings: dict[str, Any]) -> dict[str, Any]:
+    """Return the network settings, plus Docker's IPAddress and Networks keys."""
+    document = dict(settings)
+    networks = {}
+    for attached in settings.get("networks") or []:
+        networks[attached.get("network", "")] = {
+            "IPAddress": attached.get("address", ""),
+            "IPPrefixLen": attached.get("prefixlen", 0),
+            "Gateway": attached.get("gateway", ""),
+            "MacAddress": attached.get("mac", ""),
+        }
+    first = next(iter(networks.values()), {})
+    document.update(
+        {
+            "IPAddress": first.get("IPAddress", ""),
+            "IPPrefixLen": first.get("IPPrefixLen", 0),
+            "Gateway": first.get("Gateway", ""),
+            "MacAddress": first.get("MacAddress", ""),
+            "Networks": networks,
+        }
+    )
+    return document
 
 
 def _exit_code(record: dict[str, Any]) -> int | None:
@@ -334,6 +380,7 @@ def _user_namespace(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_ANY_ACTION = re.compile(r"\{\{.*?\}\}")
 _TEMPLATE_ACTION = re.compile(r"\{\{\s*(json\s+)?\.([^}\s]*)\s*\}\}")
 
 
@@ -344,6 +391,12 @@ def render(template: str, document: dict[str, Any]) -> str:
     """
     if "{{" not in template:
         return _to_text(_lookup(document, template.lstrip(".")), as_json=True)
+    for action in _ANY_ACTION.findall(template):
+        if not _TEMPLATE_ACTION.fullmatch(action):
+            raise InvalidArgument(
+                f"unsupported template action {action} in --format: only field"
+                " paths such as {{.State.Pid}} and {{json .Config}} are supported"
+            )
 
     def replace(match: re.Match) -> str:
         value = _lookup(document, match.group(2))

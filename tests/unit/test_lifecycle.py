@@ -316,3 +316,23 @@ def test_read_logs_tail(state_root):
     assert [e["log"] for e in inspection.read_logs(cid, tail=2)] == ["3\n", "4\n"]
     assert len(list(inspection.read_logs(cid))) == 5
     assert list(inspection.read_logs(cid, tail=0)) == []
+
+
+def test_render_rejects_actions_other_than_fields():
+    document = {"Mounts": [{"Destination": "/data"}]}
+    with pytest.raises(InvalidArgument, match=r"unsupported template action \{\{range"):
+        inspection.render("{{range .Mounts}}{{.Destination}}{{end}}", document)
+
+
+def test_network_document_has_docker_keys():
+    settings = {
+        "mode": "bridge",
+        "networks": [
+            {"network": "lab", "address": "10.89.0.2", "prefixlen": 24,
+             "gateway": "10.89.0.1", "mac": "02:42:0a:59:00:02"},
+        ],
+    }
+    document = inspection._network_document(settings)
+    assert document["IPAddress"] == "10.89.0.2"
+    assert document["Networks"]["lab"]["Gateway"] == "10.89.0.1"
+    assert document["mode"] == "bridge"
