@@ -93,7 +93,11 @@ def to_config(kwargs: dict[str, Any]) -> dict[str, Any]:
         from ..network import dns
 
         for value in options["add_hosts"]:
-            dns.parse_add_host(value)
+            if dns.parse_add_host(value)[1] == dns.HOST_GATEWAY and mode == "none":
+                raise InvalidArgument(
+                    f"--add-host {value}: --network none has no gateway to the"
+                    " host; use a network, or give the host's address"
+                )
     if options["mac"] is not None:
         _check_mac(options["mac"])
     if mode.startswith("container:"):

@@ -68,11 +68,16 @@ def prepare(config: Any, container_dir: str) -> dict[str, Any]:
     }
     for value in plan["extra_hosts"]:
         dns.parse_add_host(value)
+    if mode == "host":
+        # In the host's network namespace, the host is the loopback address.
+        plan["extra_hosts"] = dns.resolve_host_gateway(plan["extra_hosts"], "127.0.0.1")
     if mode.startswith("container:"):
         plan["container"] = _running_container(mode.partition(":")[2])[0]
     network = network_name_of(mode)
     if network is not None:
         _lease(plan, network, options, container_dir)
+        gateway = plan["networks"][0]["gateway"]
+        plan["extra_hosts"] = dns.resolve_host_gateway(plan["extra_hosts"], gateway)
     try:
         write_etc_files(cfg, container_dir, plan)
     except BaseException:
@@ -128,7 +133,7 @@ def _new_lease(
         "name": plan["name"],
         "hostname": plan["hostname"],
         "aliases": aliases,
-        "extra_hosts": plan["extra_hosts"],
+        "extra_hosts": dns.resolve_host_gateway(plan["extra_hosts"], record["gateway"]),
         "dir": container_dir,
         "ifname": ifname,
         "host_ifname": _free_veth_name(plan["container_id"], record["name"]),

@@ -40,20 +40,40 @@ LOCALHOST_LINES = [
 ]
 
 
+# The --add-host address that stands for the host, as seen from the
+# container: the gateway of its network, as in Docker.
+HOST_GATEWAY = "host-gateway"
+
+
 def parse_add_host(value: str) -> tuple[str, str]:
-    """Parse ``--add-host NAME:IP`` (``NAME=IP`` also works) into (name, ip)."""
+    """Parse ``--add-host NAME:IP`` (``NAME=IP`` also works) into (name, ip).
+
+    The address may be ``host-gateway``, which :func:`resolve_host_gateway`
+    replaces once the container's network is known.
+    """
     sep = "=" if "=" in value else ":"
     name, _, address = value.partition(sep)
     address = address.strip("[]")
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise InvalidArgument(
-            f"invalid --add-host {value!r}: expected NAME:IP, e.g. db:10.90.0.5"
-        ) from None
+    if address != HOST_GATEWAY:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidArgument(
+                f"invalid --add-host {value!r}: expected NAME:IP or"
+                " NAME:host-gateway, e.g. db:10.90.0.5"
+            ) from None
     if not name or any(ch.isspace() for ch in name):
         raise InvalidArgument(f"invalid --add-host {value!r}: the host name is empty")
     return name, address
+
+
+def resolve_host_gateway(values: list[str], gateway: str) -> list[str]:
+    """Return ``--add-host`` values with ``host-gateway`` replaced by ``gateway``."""
+    resolved = []
+    for value in values:
+        name, address = parse_add_host(value)
+        resolved.append(f"{name}:{gateway}" if address == HOST_GATEWAY else value)
+    return resolved
 
 
 def render_hosts(

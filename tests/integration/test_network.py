@@ -690,6 +690,18 @@ def test_full_subnet_leaves_nothing(net, busybox_rootfs, state_dirs):
     assert "ctr:" not in _table_listing(state_dirs)
 
 
+def test_add_host_gateway_names_the_network_gateway(net, busybox_rootfs):
+    record = _create_network(net, f"hg{secrets.token_hex(3)}")
+    hosts = _ok(
+        net(
+            "run", "--rm", "--network", record["name"],
+            "--add-host", "host.docker.internal:host-gateway",
+            str(busybox_rootfs), "cat", "/etc/hosts",
+        )
+    )
+    assert f"{record['gateway']}\thost.docker.internal" in hosts.splitlines()
+
+
 def test_host_and_container_modes(net, busybox_rootfs):
     host_links = subprocess.run(
         ["ip", "-o", "link"], check=False, capture_output=True, text=True

@@ -127,3 +127,11 @@ def test_options_reject_bad_values():
     with pytest.raises(InvalidArgument, match="invalid network name"):
         network_options.to_config({"network": "bad/name"})
     assert network_options.to_config({"network": None}) == {"mode": "bridge"}
+
+
+def test_host_gateway_becomes_the_network_gateway():
+    values = ["host.docker.internal:host-gateway", "db:10.0.0.5"]
+    assert dns.resolve_host_gateway(values, "10.89.0.1") == [
+        "host.docker.internal:10.89.0.1",
+        "db:10.0.0.5",
+    ]
