@@ -13,10 +13,14 @@ import importlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from .errors import MinictrError
+
+if TYPE_CHECKING:
+    from .config import ContainerConfig
 
 # Subsystems that add options to `run` and `create`, each as a module in
 # minicontainer/cliopts/ with OPTIONS and to_config(kwargs).
@@ -103,11 +107,12 @@ def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: boo
     for module in _subsystem_modules():
         subsystem_parts[module.__name__.rsplit(".", 1)[1]] = module.to_config(kwargs)
     labels = dict(item.partition("=")[::2] for item in kwargs.pop("label"))
+    hostname = kwargs.pop("hostname")
     config = build_config(
         rootfs,
         list(command),
         name=kwargs.pop("name"),
-        hostname=kwargs.pop("hostname"),
+        hostname=hostname,
         env=list(kwargs.pop("env")),
         env_files=list(kwargs.pop("env_file")),
         workdir=kwargs.pop("workdir"),
@@ -125,9 +130,38 @@ def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: boo
     )
     for part, value in subsystem_parts.items():
         _apply_part(config, part, value)
+    _hostname_for_network_mode(config, hostname)
     if config.network.get("publish_all") and config.exposed_ports:
         config.network["expose"] = list(config.exposed_ports)
     return config
+
+
+def _hostname_for_network_mode(config: ContainerConfig, given: str) -> None:
+    """Take the hostname of the network's owner, as Docker does.
+
+    With ``--network host`` the container is named like the host, and with
+    ``container:NAME`` like that container, whose network it shares; a
+    ``--hostname`` of its own conflicts with the latter.
+    """
+    mode = config.network.get("mode", "none")
+    if mode == "host" and not given:
+        import socket
+
+        config.hostname = socket.gethostname()
+    elif mode.startswith("container:"):
+        if given:
+            raise MinictrError(
+                f"--hostname conflicts with --network {mode}: the container shares"
+                " that container's network and takes its hostname; drop --hostname"
+            )
+        from . import state
+
+        try:
+            config.hostname = state.read_config(
+                state.find(mode.partition(":")[2])
+            ).hostname
+        except (MinictrError, OSError):
+            pass  # the network setup names the missing container
 
 
 def _pull_settings(policy: str, insecure: bool):

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import secrets
+import socket
 import subprocess
 import time
 import uuid
@@ -729,6 +730,24 @@ def test_host_and_container_modes(net, busybox_rootfs):
         )
     )
     assert joined.split()[3] == owner.split()[3]
+
+
+def test_host_and_container_modes_take_hostname(net, busybox_rootfs):
+    # As in Docker: the host's name with --network host, the owner's name
+    # with container:NAME, where a --hostname of its own conflicts.
+    in_host = _ok(net("run", "--rm", "--network", "host", str(busybox_rootfs), "hostname"))
+    assert in_host == socket.gethostname()
+    _ok(net("run", "-d", "--name", "named", "-h", "ownbox", str(busybox_rootfs), "sleep", "300"))
+    joined = _ok(
+        net("run", "--rm", "--network", "container:named", str(busybox_rootfs), "hostname")
+    )
+    assert joined == "ownbox"
+    conflict = net(
+        "run", "--rm", "--network", "container:named", "-h", "other",
+        str(busybox_rootfs), "true",
+    )
+    assert conflict.returncode == 125
+    assert "--hostname conflicts with --network container:named" in conflict.stderr
 
 
 @pytest.fixture
