@@ -61,7 +61,60 @@ def _ps_row(container_id: str) -> dict[str, Any]:
         "State": record["status"],
         "Pid": record.get("pid") or 0,
         "Names": config.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(config.labels.items())),
     }
+
+
+# The keys of `ps --filter`, as Docker names them.
+FILTER_KEYS = ("id", "name", "status", "label", "ancestor")
+
+
+def parse_filters(values: list[str]) -> dict[str, list[str]]:
+    """Parse ``--filter KEY=VALUE`` options into {key: [values]}."""
+    filters: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, wanted = value.partition("=")
+        if not sep or key not in FILTER_KEYS:
+            raise InvalidArgument(
+                f"invalid --filter {value!r}: use KEY=VALUE with KEY one of"
+                f" {', '.join(FILTER_KEYS)}"
+            )
+        filters.setdefault(key, []).append(wanted)
+    return filters
+
+
+def filter_rows(
+    rows: list[dict[str, Any]], filters: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """Keep the rows that match every key of ``filters`` and any value of each.
+
+    As in Docker: ``name`` matches part of the name, ``id`` the start of the
+    id, ``label`` a key or KEY=VALUE, ``ancestor`` the image or root as given.
+    """
+
+    def matches(row: dict[str, Any], key: str, wanted: str) -> bool:
+        if key == "id":
+            return row["ID"].startswith(wanted)
+        if key == "name":
+            return wanted in row["Names"]
+        if key == "status":
+            return row["State"] == wanted
+        if key == "label":
+            labels = dict(
+                item.partition("=")[::2] for item in row["Labels"].split(",") if item
+            )
+            name, sep, value = wanted.partition("=")
+            return name in labels and (not sep or labels[name] == value)
+        return row["Image"] == wanted or row["ID"] == wanted
+
+    return [
+        row
+        for row in rows
+        if all(
+            any(matches(row, key, wanted) for wanted in values)
+            for key, values in filters.items()
+        )
+    ]
 
 
 def _unreadable_row(container_id: str) -> dict[str, Any]:

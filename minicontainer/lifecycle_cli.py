@@ -119,12 +119,28 @@ def start(containers: tuple[str, ...]) -> None:
     "--format", "output_format", default="", help="'json' for one JSON line each."
 )
 @click.option("--no-trunc", is_flag=True, help="Do not shorten ids and commands.")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    help="KEY=VALUE: id, name, status, label or ancestor (repeatable).",
+)
 @_docker_exit_codes
-def ps(show_all: bool, quiet: bool, output_format: str, no_trunc: bool) -> None:
+def ps(
+    show_all: bool,
+    quiet: bool,
+    output_format: str,
+    no_trunc: bool,
+    filters: tuple[str, ...],
+) -> None:
     """List containers (running ones unless -a)."""
     from . import inspection
 
-    rows = inspection.list_containers(show_all)
+    wanted = inspection.parse_filters(list(filters))
+    # As in Docker, a status filter looks at stopped containers too.
+    rows = inspection.list_containers(show_all or "status" in wanted)
+    rows = inspection.filter_rows(rows, wanted)
     if quiet:
         for row in rows:
             click.echo(row["ID"] if no_trunc else row["ID"][:12])

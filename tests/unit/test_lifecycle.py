@@ -336,3 +336,35 @@ def test_network_document_has_docker_keys():
     assert document["IPAddress"] == "10.89.0.2"
     assert document["Networks"]["lab"]["Gateway"] == "10.89.0.1"
     assert document["mode"] == "bridge"
+
+
+def _row(name: str, state_name: str, labels: str = "") -> dict:
+    return {
+        "ID": f"{name}0000",
+        "Names": name,
+        "State": state_name,
+        "Labels": labels,
+        "Image": "rootfs/busybox",
+    }
+
+
+def test_ps_filters_and_keys_or_values():
+    rows = [
+        _row("web1", "running", "tier=front"),
+        _row("web2", "exited", "tier=back"),
+        _row("db", "running"),
+    ]
+
+    def names(*values: str) -> list[str]:
+        chosen = inspection.filter_rows(rows, inspection.parse_filters(list(values)))
+        return [row["Names"] for row in chosen]
+
+    assert names("name=web") == ["web1", "web2"]
+    assert names("name=web", "status=running") == ["web1"]
+    assert names("status=running", "status=exited") == ["web1", "web2", "db"]
+    assert names("label=tier") == ["web1", "web2"]
+    assert names("label=tier=back") == ["web2"]
+    assert names("id=db00") == ["db"]
+    assert names("ancestor=rootfs/busybox") == ["web1", "web2", "db"]
+    with pytest.raises(InvalidArgument, match="invalid --filter 'size=1'"):
+        inspection.parse_filters(["size=1"])
