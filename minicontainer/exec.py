@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from typing import Any
 
 from . import errors, lifecycle, process, security, state, syscalls
@@ -271,6 +272,9 @@ def _helper_main(
             os.close(fd)
         if request.tty:
             _open_terminal_inside(request)
+        # setns(CLONE_NEWPID) applies to children only, so the command is
+        # forked to land inside the container's PID namespace.
+        log.debug("fork (the child is the command, in the container's PID namespace)")
         command = os.fork()
         if command == 0:
             _command_main(request, error_w, user_fd)
@@ -328,7 +332,7 @@ def _command_main(request: _Request, error_w: int, user_fd: int | None) -> None:
         _setup_stdio(request.stdio)
         process.close_other_fds([error_w] + ([user_fd] if user_fd is not None else []))
         security.apply_process(config, identity, userns_fd=user_fd)
-        log.debug("exec %s", " ".join(request.args))
+        log.debug("exec %s in %s", shlex.join(request.args), os.getcwd())
         process.exec_command(request.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach minictr
         _report_and_exit(error_w, exc)
