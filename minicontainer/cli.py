@@ -139,9 +139,9 @@ def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: boo
 def _hostname_for_network_mode(config: ContainerConfig, given: str) -> None:
     """Take the hostname of the network's owner, as Docker does.
 
-    With ``--network host`` the container is named like the host, and with
-    ``container:NAME`` like that container, whose network it shares; a
-    ``--hostname`` of its own conflicts with the latter.
+    With ``--network host`` the container is named like the host. With
+    ``container:NAME`` it is named like that container, whose network it
+    shares, so a ``--hostname`` of its own is rejected.
     """
     mode = config.network.get("mode", "none")
     if mode == "host" and not given:
