@@ -25,7 +25,9 @@ def _row(entry: dict) -> list[str]:
     cpu = entry.get("cpu_percent")
     limit = memory.get("limit")
     mem_percent = (
-        f"{memory['usage'] / limit * 100:.2f}%" if limit and memory.get("usage") is not None else "--"
+        f"{memory['usage'] / limit * 100:.2f}%"
+        if limit and memory.get("usage") is not None
+        else "--"
     )
     return [
         entry["id"][:12],
@@ -38,29 +40,47 @@ def _row(entry: dict) -> list[str]:
     ]
 
 
-HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS", "BLOCK I/O"]
+HEADER = [
+    "CONTAINER ID",
+    "NAME",
+    "CPU %",
+    "MEM USAGE / LIMIT",
+    "MEM %",
+    "PIDS",
+    "BLOCK I/O",
+]
 
 
 def _print_table(entries: list[dict]) -> None:
     rows = [HEADER] + [_row(e) for e in entries]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     for row in rows:
-        click.echo("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo(
+            "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        )
 
 
 def register(cli: click.Group) -> None:
     @cli.command()
     @click.option("--no-stream", is_flag=True, help="Print one reading and exit.")
-    @click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-                  default="table", help="Output format.")
+    @click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        help="Output format.",
+    )
     @click.argument("containers", nargs=-1)
     def stats(containers: tuple[str, ...], no_stream: bool, output_format: str) -> None:
         """Show memory, CPU, pids and block I/O of running containers."""
-        from . import state, stats as stats_module
+        from . import state
+        from . import stats as stats_module
         from .lifecycle import current_state
 
         references = list(containers) or [
-            cid for cid in state.list_ids() if current_state(cid).get("status") == "running"
+            cid
+            for cid in state.list_ids()
+            if current_state(cid).get("status") == "running"
         ]
         while True:
             entries = stats_module.measure(references) if references else []

@@ -306,7 +306,6 @@ def _close_inherited_fds(
 def _command_main(request: _Request, error_w: int, user_fd: int | None) -> None:
     """Set up the command's process inside the container and exec it."""
     from .runtime import _enter_workdir, _report_and_exit, _setup_stdio
-
     from .steps import set_process_role
 
     config = request.config

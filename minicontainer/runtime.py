@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import devices, errors, process, rootfs, security, state, syscalls as sc
+from . import devices, errors, process, rootfs, security, state
+from . import syscalls as sc
 from .config import ContainerConfig
 from .steps import (
     LoopbackUp,

@@ -34,10 +34,14 @@ MINICTR = [str(REPO / ".venv" / "bin" / "minictr")]
 
 def timed(command: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    result = subprocess.run(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(command)} failed: {result.stderr.decode().strip()}")
+        raise SystemExit(
+            f"bench: {' '.join(command)} failed: {result.stderr.decode().strip()}"
+        )
     return elapsed
 
 
@@ -60,9 +64,14 @@ def hybrid_cgroups() -> bool:
 def private_mount_namespace() -> subprocess.Popen:
     """Start a sleeper in a mount namespace without the empty cgroup2 mount."""
     script = "umount /sys/fs/cgroup/unified && exec sleep 3600"
-    sleeper = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+    sleeper = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    )
     for _ in range(100):
-        if os.path.exists(f"/proc/{sleeper.pid}/ns/mnt") and _mounts_of(sleeper.pid).find(" /sys/fs/cgroup/unified ") < 0:
+        if (
+            os.path.exists(f"/proc/{sleeper.pid}/ns/mnt")
+            and _mounts_of(sleeper.pid).find(" /sys/fs/cgroup/unified ") < 0
+        ):
             return sleeper
         time.sleep(0.02)
     sleeper.kill()
@@ -88,16 +97,28 @@ def main() -> None:
         raise SystemExit("bench: build the sample rootfs first: make rootfs")
 
     work = Path(tempfile.mkdtemp(prefix="minictr-bench-"))
-    env = dict(os.environ, MINICTR_ROOT=str(work / "state"), MINICTR_RUN=str(work / "run"))
+    env = dict(
+        os.environ, MINICTR_ROOT=str(work / "state"), MINICTR_RUN=str(work / "run")
+    )
     commands: dict[str, list[str]] = {
-        "minictr": [*MINICTR, "run", "--rm", "--network", "none", str(ROOTFS), "/bin/true"],
+        "minictr": [
+            *MINICTR,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            str(ROOTFS),
+            "/bin/true",
+        ],
     }
     sleeper = None
     counter = iter(range(10**9))
     try:
         for runtime in ("runc", "crun"):
             if shutil.which(runtime) is None:
-                print(f"bench: {runtime} not installed, skipped (apt-get install {runtime})")
+                print(
+                    f"bench: {runtime} not installed, skipped (apt-get install {runtime})"
+                )
                 continue
             bundle = work / runtime
             bundle.mkdir()
@@ -125,7 +146,12 @@ def main() -> None:
     print(report)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(report)
-    for extra in ("bench_network.py", "bench_images.py", "bench_monitor.py", "bench_build.py"):
+    for extra in (
+        "bench_network.py",
+        "bench_images.py",
+        "bench_monitor.py",
+        "bench_build.py",
+    ):
         script = REPO / "scripts" / extra
         if script.exists():
             print(f"\n## {extra}\n", flush=True)
@@ -140,7 +166,9 @@ def _unique(name: str, command: list[str], counter) -> list[str]:
 
 
 def _report(samples: dict[str, list[float]], runs: int) -> str:
-    medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    medians = {
+        name: statistics.median(values) * 1000 for name, values in samples.items()
+    }
     lines = [
         f"Start-to-exit latency of /bin/true, median of {runs} alternated runs",
         f"({os.uname().release}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})",

@@ -31,7 +31,7 @@ ROOTFS = REPO / "rootfs" / "busybox"
 # The test suite's layout builder, so the benchmark measures the tested image.
 sys.path.insert(0, str(REPO / "tests" / "integration" / "images"))
 
-from images_layout import (
+from images_layout import (  # noqa: E402 - found through the path set above
     changes_layer,
     deletions_layer,
     rootfs_layer,

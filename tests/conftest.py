@@ -65,7 +65,9 @@ def no_registry_request_off_loopback(loopback_only_record: Path):
 def busybox_rootfs() -> Path:
     """The sample root file system, built once if missing."""
     if not (ROOTFS / "bin" / "busybox").exists():
-        subprocess.run(["sh", str(REPO / "rootfs" / "build-busybox.sh"), str(ROOTFS)], check=True)
+        subprocess.run(
+            ["sh", str(REPO / "rootfs" / "build-busybox.sh"), str(ROOTFS)], check=True
+        )
     return ROOTFS
 
 

@@ -65,8 +65,11 @@ def make_cgroup(parent):
 
 def start_in(group: Cgroup, *argv: str, **kwargs) -> subprocess.Popen:
     """Start a process that joins ``group`` before it execs ``argv``."""
+
     # preexec_fn is unsafe only with threads, and these tests start none.
-    join = lambda: group.add_process(os.getpid())
+    def join() -> None:
+        group.add_process(os.getpid())
+
     return subprocess.Popen(list(argv), preexec_fn=join, **kwargs)  # noqa: PLW1509
 
 

@@ -74,8 +74,16 @@ def test_run_fork_bomb_stops_at_pids_limit(minictr, busybox_rootfs):
     # it. The host reads the cgroup's counters.
     script = "f() { f | f & }; f; while :; do :; done"
     started = minictr(
-        "run", "-d", "--name", "bomb", "--pids-limit", "20",
-        str(busybox_rootfs), "sh", "-c", script,
+        "run",
+        "-d",
+        "--name",
+        "bomb",
+        "--pids-limit",
+        "20",
+        str(busybox_rootfs),
+        "sh",
+        "-c",
+        script,
     )
     assert started.returncode == 0, started.stderr
     try:

@@ -152,6 +152,7 @@ def test_compose_shop_lifecycle(shop, state_dirs):
 
     written = shop("exec", "-T", "web", "sh", "-c", "echo kept > /data/marker")
     assert written.returncode == 0, written.stderr
+
     # The db logs a line once a connection ends, which can trail the page.
     def db_logs_with_query():
         logs = shop("logs", "db").stdout

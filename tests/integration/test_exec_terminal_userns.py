@@ -10,7 +10,9 @@ from support import MINICTR, read_pty_until_exit
 
 
 def _start(minictr, rootfs, *options):
-    started = minictr("run", "-d", "--network", "none", *options, str(rootfs), "sleep", "120")
+    started = minictr(
+        "run", "-d", "--network", "none", *options, str(rootfs), "sleep", "120"
+    )
     assert started.returncode == 0, started.stderr
     return started.stdout.strip()
 
@@ -20,9 +22,10 @@ def test_exec_tty_is_a_container_pty(minictr, busybox_rootfs, state_dirs):
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [*MINICTR, "exec", "-t", container_id, "/bin/sh", "-c",
-             "tty; ls /dev/pts"],
-            stdin=slave, stdout=slave, stderr=slave,
+            [*MINICTR, "exec", "-t", container_id, "/bin/sh", "-c", "tty; ls /dev/pts"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
         )
         os.close(slave)
         output = read_pty_until_exit(master, proc).decode(errors="replace")
@@ -38,8 +41,13 @@ def test_exec_tty_is_a_container_pty(minictr, busybox_rootfs, state_dirs):
 def test_exec_joins_user_namespace(minictr, busybox_rootfs, state_dirs):
     container_id = _start(minictr, busybox_rootfs, "--userns-map", "300000:65536")
     try:
-        inside = minictr("exec", container_id, "/bin/sh", "-c",
-                         "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user")
+        inside = minictr(
+            "exec",
+            container_id,
+            "/bin/sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user",
+        )
         assert inside.returncode == 0, inside.stderr
         uid, map_inside, map_host, map_count, user_ns = inside.stdout.split()
         assert uid == "0"

@@ -513,8 +513,18 @@ def test_monitor_outlives_killed_run_detached(minictr):
     # the report goes to a closed pipe. The monitor must keep watching.
     command = "echo started; sleep 60"
     waiter = subprocess.Popen(
-        [MINICTR, "run", "-d", *NO_NETWORK, "--name", "orphaned", ROOTFS,
-         "sh", "-c", command],
+        [
+            MINICTR,
+            "run",
+            "-d",
+            *NO_NETWORK,
+            "--name",
+            "orphaned",
+            ROOTFS,
+            "sh",
+            "-c",
+            command,
+        ],
         env=minictr.env,
         stdout=subprocess.DEVNULL,
     )

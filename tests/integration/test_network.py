@@ -695,9 +695,15 @@ def test_add_host_gateway_names_the_network_gateway(net, busybox_rootfs):
     record = _create_network(net, f"hg{secrets.token_hex(3)}")
     hosts = _ok(
         net(
-            "run", "--rm", "--network", record["name"],
-            "--add-host", "host.docker.internal:host-gateway",
-            str(busybox_rootfs), "cat", "/etc/hosts",
+            "run",
+            "--rm",
+            "--network",
+            record["name"],
+            "--add-host",
+            "host.docker.internal:host-gateway",
+            str(busybox_rootfs),
+            "cat",
+            "/etc/hosts",
         )
     )
     assert f"{record['gateway']}\thost.docker.internal" in hosts.splitlines()
@@ -735,16 +741,43 @@ def test_host_and_container_modes(net, busybox_rootfs):
 def test_host_and_container_modes_take_hostname(net, busybox_rootfs):
     # As in Docker: the host's name with --network host, the owner's name
     # with container:NAME, where a --hostname of its own conflicts.
-    in_host = _ok(net("run", "--rm", "--network", "host", str(busybox_rootfs), "hostname"))
+    in_host = _ok(
+        net("run", "--rm", "--network", "host", str(busybox_rootfs), "hostname")
+    )
     assert in_host == socket.gethostname()
-    _ok(net("run", "-d", "--name", "named", "-h", "ownbox", str(busybox_rootfs), "sleep", "300"))
+    _ok(
+        net(
+            "run",
+            "-d",
+            "--name",
+            "named",
+            "-h",
+            "ownbox",
+            str(busybox_rootfs),
+            "sleep",
+            "300",
+        )
+    )
     joined = _ok(
-        net("run", "--rm", "--network", "container:named", str(busybox_rootfs), "hostname")
+        net(
+            "run",
+            "--rm",
+            "--network",
+            "container:named",
+            str(busybox_rootfs),
+            "hostname",
+        )
     )
     assert joined == "ownbox"
     conflict = net(
-        "run", "--rm", "--network", "container:named", "-h", "other",
-        str(busybox_rootfs), "true",
+        "run",
+        "--rm",
+        "--network",
+        "container:named",
+        "-h",
+        "other",
+        str(busybox_rootfs),
+        "true",
     )
     assert conflict.returncode == 125
     assert "--hostname conflicts with --network container:named" in conflict.stderr

@@ -38,7 +38,11 @@ def test_namespaces_differ_from_host(minictr, busybox_rootfs):
 
 def test_proc_shows_only_container_processes(minictr, busybox_rootfs):
     result = minictr(
-        "run", "--rm", str(busybox_rootfs), "/bin/sh", "-c",
+        "run",
+        "--rm",
+        str(busybox_rootfs),
+        "/bin/sh",
+        "-c",
         "ls /proc | grep -E '^[0-9]+$'",
     )
     assert result.returncode == 0, result.stderr
@@ -55,7 +59,9 @@ def test_hostname_defaults_to_short_id(minictr, busybox_rootfs, state_dirs):
 
 
 def test_hostname_option(minictr, busybox_rootfs):
-    result = minictr("run", "--rm", "--hostname", "lab-box", str(busybox_rootfs), "hostname")
+    result = minictr(
+        "run", "--rm", "--hostname", "lab-box", str(busybox_rootfs), "hostname"
+    )
     assert result.stdout.strip() == "lab-box"
 
 
@@ -70,8 +76,16 @@ def test_env_and_defaults(minictr, busybox_rootfs, tmp_path):
     env_file = tmp_path / "env"
     env_file.write_text("# a comment\nFROM_FILE=yes\n\n")
     result = minictr(
-        "run", "--rm", "-e", "GREETING=hello world", "--env-file", str(env_file),
-        str(busybox_rootfs), "/bin/sh", "-c", 'echo "$GREETING|$FROM_FILE|$HOME|$PATH"',
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hello world",
+        "--env-file",
+        str(env_file),
+        str(busybox_rootfs),
+        "/bin/sh",
+        "-c",
+        'echo "$GREETING|$FROM_FILE|$HOME|$PATH"',
     )
     assert result.returncode == 0, result.stderr
     greeting, from_file, home, path = result.stdout.strip().split("|")
@@ -88,7 +102,16 @@ def test_workdir_created(minictr, busybox_rootfs):
 
 
 def test_user_by_name(minictr, busybox_rootfs):
-    result = minictr("run", "--rm", "-u", "app", str(busybox_rootfs), "/bin/sh", "-c", "id -u; id -g; id -G; echo $HOME")
+    result = minictr(
+        "run",
+        "--rm",
+        "-u",
+        "app",
+        str(busybox_rootfs),
+        "/bin/sh",
+        "-c",
+        "id -u; id -g; id -G; echo $HOME",
+    )
     assert result.returncode == 0, result.stderr
     uid, gid, groups, home = result.stdout.split("\n")[:4]
     assert uid == "1000"
@@ -98,7 +121,16 @@ def test_user_by_name(minictr, busybox_rootfs):
 
 
 def test_user_numeric_without_passwd_entry(minictr, busybox_rootfs):
-    result = minictr("run", "--rm", "-u", "4321:8765", str(busybox_rootfs), "/bin/sh", "-c", "id -u; id -g")
+    result = minictr(
+        "run",
+        "--rm",
+        "-u",
+        "4321:8765",
+        str(busybox_rootfs),
+        "/bin/sh",
+        "-c",
+        "id -u; id -g",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["4321", "8765"]
 
@@ -112,7 +144,13 @@ def test_unknown_user_rejected(minictr, busybox_rootfs, state_dirs):
 
 def test_writes_land_in_upper_layer(minictr, busybox_rootfs, state_dirs):
     marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
-    result = minictr("run", str(busybox_rootfs), "/bin/sh", "-c", f"echo data > /{marker}; rm /etc/group")
+    result = minictr(
+        "run",
+        str(busybox_rootfs),
+        "/bin/sh",
+        "-c",
+        f"echo data > /{marker}; rm /etc/group",
+    )
     assert result.returncode == 0, result.stderr
     (directory,) = containers(state_dirs)
     assert not (busybox_rootfs / marker).exists()
@@ -154,7 +192,9 @@ def test_dev_and_sys_mounts(minictr, busybox_rootfs):
 
 
 def test_loopback_is_up_and_alone(minictr, busybox_rootfs):
-    result = minictr("run", "--rm", "--network", "none", str(busybox_rootfs), "ip", "-o", "link")
+    result = minictr(
+        "run", "--rm", "--network", "none", str(busybox_rootfs), "ip", "-o", "link"
+    )
     assert result.returncode == 0, result.stderr
     links = result.stdout.strip().splitlines()
     assert len(links) == 1
@@ -170,7 +210,8 @@ def test_exit_code_is_passed_through(minictr, busybox_rootfs):
 def test_exit_code_of_signal_is_128_plus_n(state_dirs, busybox_rootfs):
     proc = subprocess.Popen(
         [*MINICTR, "run", "--rm", str(busybox_rootfs), "sleep", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     pid = _wait_for_pid1(state_dirs)
     os.kill(pid, signal.SIGKILL)
@@ -181,7 +222,8 @@ def test_signals_are_forwarded_to_pid_1(state_dirs, busybox_rootfs):
     script = 'trap "exit 42" TERM; while true; do sleep 0.1; done'
     proc = subprocess.Popen(
         [*MINICTR, "run", "--rm", str(busybox_rootfs), "/bin/sh", "-c", script],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     _wait_for_pid1(state_dirs)
     time.sleep(0.3)  # let the shell install its trap
@@ -242,13 +284,17 @@ def test_state_records_exit(minictr, busybox_rootfs, state_dirs):
 
 
 def test_stdin_empty_without_interactive(minictr, busybox_rootfs):
-    result = minictr("run", "--rm", str(busybox_rootfs), "cat", input="should not arrive\n")
+    result = minictr(
+        "run", "--rm", str(busybox_rootfs), "cat", input="should not arrive\n"
+    )
     assert result.returncode == 0
     assert result.stdout == ""
 
 
 def test_stdin_passed_with_interactive(minictr, busybox_rootfs):
-    result = minictr("run", "--rm", "-i", str(busybox_rootfs), "cat", input="line one\n")
+    result = minictr(
+        "run", "--rm", "-i", str(busybox_rootfs), "cat", input="line one\n"
+    )
     assert result.stdout == "line one\n"
 
 
@@ -267,9 +313,19 @@ def test_debug_narrates_kernel_steps(minictr, busybox_rootfs):
 def test_tty_gives_a_terminal(state_dirs, busybox_rootfs):
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [*MINICTR, "run", "--rm", "-t", str(busybox_rootfs), "/bin/sh", "-c",
-         "test -t 0 && test -t 1 && echo TERMINAL-OK; stty size"],
-        stdin=slave, stdout=slave, stderr=slave,
+        [
+            *MINICTR,
+            "run",
+            "--rm",
+            "-t",
+            str(busybox_rootfs),
+            "/bin/sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo TERMINAL-OK; stty size",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
     )
     os.close(slave)
     output = read_pty_until_exit(master, proc)
@@ -294,8 +350,18 @@ def _wait_for_pid1(state_dirs, timeout: float = 20) -> int:
 
 def test_add_host_and_dns_without_network(minictr, busybox_rootfs):
     result = minictr(
-        "run", "--rm", "--network", "none", "--add-host", "db:10.1.2.3",
-        "--dns", "192.0.2.53", str(busybox_rootfs), "cat", "/etc/hosts", "/etc/resolv.conf",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "192.0.2.53",
+        str(busybox_rootfs),
+        "cat",
+        "/etc/hosts",
+        "/etc/resolv.conf",
     )
     assert result.returncode == 0, result.stderr
     assert "10.1.2.3\tdb" in result.stdout
@@ -303,7 +369,9 @@ def test_add_host_and_dns_without_network(minictr, busybox_rootfs):
 
 
 def test_invalid_stop_signal_rejected(minictr, busybox_rootfs, state_dirs):
-    result = minictr("run", "--rm", "--stop-signal", "BOGUS", str(busybox_rootfs), "true")
+    result = minictr(
+        "run", "--rm", "--stop-signal", "BOGUS", str(busybox_rootfs), "true"
+    )
     assert result.returncode == 125
     assert "BOGUS" in result.stderr
     assert containers(state_dirs) == []
@@ -321,8 +389,16 @@ def test_workdir_that_is_a_file_names_it(minictr, busybox_rootfs, state_dirs):
     # PID 1 often exits before the monitor releases it. The loop makes that
     # case likely, because a write to the closed release pipe once hid the error.
     for _ in range(8):
-        result = minictr("run", "--rm", "--network", "none", "-w", "/etc/passwd",
-                         str(busybox_rootfs), "true")
+        result = minictr(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-w",
+            "/etc/passwd",
+            str(busybox_rootfs),
+            "true",
+        )
         assert result.returncode == 125, result.stderr
         assert "working directory /etc/passwd is not a directory" in result.stderr
         assert containers(state_dirs) == []
@@ -344,8 +420,19 @@ def test_setup_failure_on_bridge_reports_cause(minictr, busybox_rootfs, state_di
 def test_volume_on_etc_keeps_generated_files(minictr, busybox_rootfs, tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir()
-    result = minictr("run", "--rm", "--network", "none", "--hostname", "box",
-                     "-v", f"{etc}:/etc", str(busybox_rootfs), "cat", "/etc/hostname")
+    result = minictr(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--hostname",
+        "box",
+        "-v",
+        f"{etc}:/etc",
+        str(busybox_rootfs),
+        "cat",
+        "/etc/hostname",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "box"
 
@@ -357,8 +444,16 @@ def test_sigterm_during_setup_leaves_nothing(busybox_rootfs, state_dirs):
     base = Path(state_dirs["root"]) / "containers"
     for attempt in range(5):
         process = subprocess.Popen(
-            [*MINICTR, "run", "--rm", "--network", "none", str(busybox_rootfs),
-             "sleep", "2"],
+            [
+                *MINICTR,
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                str(busybox_rootfs),
+                "sleep",
+                "2",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -488,9 +488,24 @@ def test_userns_root_owns_what_minictr_creates(minictr, busybox_rootfs, state_di
         " touch /work/dir/a /named/a /etc/a /scratch/a && echo wrote"
     )
     result = minictr(
-        "run", "--rm", "--network", "none", "--userns-map", "100000:65536",
-        "-w", "/work/dir", "-v", "userns-named:/named", "-v", "/etc",
-        "--tmpfs", "/scratch:mode=755", str(busybox_rootfs), "sh", "-c", script,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns-map",
+        "100000:65536",
+        "-w",
+        "/work/dir",
+        "-v",
+        "userns-named:/named",
+        "-v",
+        "/etc",
+        "--tmpfs",
+        "/scratch:mode=755",
+        str(busybox_rootfs),
+        "sh",
+        "-c",
+        script,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "0", "0", "0", "wrote"]

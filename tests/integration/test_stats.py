@@ -9,8 +9,18 @@ from minicontainer import api
 
 def test_stats_reports_limits_and_usage(minictr, busybox_rootfs):
     started = minictr(
-        "run", "-d", "--network", "none", "-m", "64m", "--pids-limit", "40",
-        str(busybox_rootfs), "/bin/sh", "-c", "while true; do :; done",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "40",
+        str(busybox_rootfs),
+        "/bin/sh",
+        "-c",
+        "while true; do :; done",
     )
     assert started.returncode == 0, started.stderr
     container_id = started.stdout.strip()
@@ -37,8 +47,15 @@ def test_stats_reports_limits_and_usage(minictr, busybox_rootfs):
 
 def test_api_stats_matches_cgroup(minictr, busybox_rootfs):
     started = minictr(
-        "run", "-d", "--network", "none", "--pids-limit", "25",
-        str(busybox_rootfs), "sleep", "60",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--pids-limit",
+        "25",
+        str(busybox_rootfs),
+        "sleep",
+        "60",
     )
     assert started.returncode == 0, started.stderr
     container = api.Container(started.stdout.strip())

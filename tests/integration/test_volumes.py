@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from support import mount_table
 
 EROFS_MESSAGE = "Read-only file system"
@@ -637,8 +636,14 @@ def test_config_records_docker_style_mounts(
 @pytest.mark.parametrize("source", ["/etc/hostname", "/tmp"])
 def test_target_under_image_file_names_it(minictr, busybox_rootfs, state_dirs, source):
     result = minictr(
-        "run", "--rm", "--network", "none", "-v", f"{source}:/etc/passwd/x",
-        str(busybox_rootfs), "true",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        f"{source}:/etc/passwd/x",
+        str(busybox_rootfs),
+        "true",
     )
     assert result.returncode == 125
     assert result.stderr.strip() == (

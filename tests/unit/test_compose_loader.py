@@ -270,8 +270,10 @@ def test_unknown_and_unsupported_keys_warn(tmp_path):
             "services.web.depends_on.db.condition",
         ),
         (
-            ("{image: x, deploy: {resources: {reservations: {devices:"
-            " [{driver: amd, capabilities: [gpu]}]}}}}"),
+            (
+                "{image: x, deploy: {resources: {reservations: {devices:"
+                " [{driver: amd, capabilities: [gpu]}]}}}}"
+            ),
             "driver",
         ),
     ],

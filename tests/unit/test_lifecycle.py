@@ -328,8 +328,13 @@ def test_network_document_has_docker_keys():
     settings = {
         "mode": "bridge",
         "networks": [
-            {"network": "lab", "address": "10.89.0.2", "prefixlen": 24,
-             "gateway": "10.89.0.1", "mac": "02:42:0a:59:00:02"},
+            {
+                "network": "lab",
+                "address": "10.89.0.2",
+                "prefixlen": 24,
+                "gateway": "10.89.0.1",
+                "mac": "02:42:0a:59:00:02",
+            },
         ],
     }
     document = inspection._network_document(settings)

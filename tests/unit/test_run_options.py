@@ -35,7 +35,9 @@ def test_hostname_accepted(name):
     validate_hostname(name)
 
 
-@pytest.mark.parametrize("name", ["", "-lead", "trail-", "under_score", "a" * 65, "sp ace"])
+@pytest.mark.parametrize(
+    "name", ["", "-lead", "trail-", "under_score", "a" * 65, "sp ace"]
+)
 def test_hostname_rejected(name):
     with pytest.raises(InvalidArgument, match="hostname"):
         validate_hostname(name)
@@ -46,12 +48,15 @@ def test_workdir_must_be_absolute():
         validate_workdir("relative/dir")
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("app", ("app", None)),
-    ("1000", ("1000", None)),
-    ("1000:100", ("1000", "100")),
-    ("app:users", ("app", "users")),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("app", ("app", None)),
+        ("1000", ("1000", None)),
+        ("1000:100", ("1000", "100")),
+        ("app:users", ("app", "users")),
+    ],
+)
 def test_parse_user_spec(spec, expected):
     assert parse_user_spec(spec) == expected
 
@@ -65,8 +70,7 @@ def test_parse_user_spec_rejects(spec):
 @pytest.fixture
 def etc(tmp_path):
     (tmp_path / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\n"
-        "app:x:1000:1000:app:/home/app:/bin/sh\n"
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
     )
     (tmp_path / "group").write_text(
         "root:x:0:\nusers:x:100:app\nwheel:x:10:root,app\napp:x:1000:\n"
@@ -147,7 +151,10 @@ def test_link_lower_dirs_replaces_old_links(tmp_path):
 
 
 def test_flag_names():
-    assert syscalls.mount_flag_names(syscalls.MS_BIND | syscalls.MS_REC) == "MS_BIND|MS_REC"
+    assert (
+        syscalls.mount_flag_names(syscalls.MS_BIND | syscalls.MS_REC)
+        == "MS_BIND|MS_REC"
+    )
     assert syscalls.mount_flag_names(0) == "0"
     flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWPID
     assert syscalls.clone_flag_names(flags) == "CLONE_NEWNS|CLONE_NEWPID"
@@ -177,8 +184,11 @@ def test_resolve_in_root_symlink_loop(tmp_path):
 
 def _config() -> ContainerConfig:
     return ContainerConfig(
-        id="c" * 64, name="t", process=ProcessConfig(args=["true"]),
-        lower_dirs=["/lower"], hostname="box",
+        id="c" * 64,
+        name="t",
+        process=ProcessConfig(args=["true"]),
+        lower_dirs=["/lower"],
+        hostname="box",
     )
 
 
@@ -187,7 +197,11 @@ def test_root_plan_order(tmp_path):
     mounts = [s for s in steps if isinstance(s, Mount)]
     assert mounts[0].fstype == "overlay"
     assert [m.target for m in mounts[1:5]] == ["/proc", "/dev", "/dev/pts", "/dev/shm"]
-    assert mounts[0].describe().startswith(f"mount overlay on {tmp_path}/merged type overlay")
+    assert (
+        mounts[0]
+        .describe()
+        .startswith(f"mount overlay on {tmp_path}/merged type overlay")
+    )
 
 
 def test_pivot_plan_read_only_and_hostname(tmp_path):

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from images_layout import changes_layer, deletions_layer, rootfs_layer, write_layout
 from registry_support import (
-    _require,
-    REGISTRY_USER,
     REGISTRY_PASSWORD,
+    REGISTRY_USER,
     TEST_REPOSITORY,
     TEST_TAG,
+    _require,
+    skopeo_push,
     start_registry,
     stop_registry,
-    skopeo_push,
 )
 
 

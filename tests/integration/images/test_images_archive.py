@@ -152,4 +152,6 @@ def test_inspect_falls_back_to_images(minictr, busybox_rootfs, docker_config):
     assert shown.stdout.strip() == imported.stdout.strip()
     missing = minictr("inspect", "lab/inspected:2")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "minictr: no such container or image: lab/inspected:2"
+    assert (
+        missing.stderr.strip() == "minictr: no such container or image: lab/inspected:2"
+    )

@@ -26,9 +26,9 @@ from registry_support import (
     TEST_TAG,
     Registry,
     free_port,
+    skopeo_push,
     start_registry,
     stop_registry,
-    skopeo_push,
 )
 
 from minicontainer.images.errors import AuthenticationError

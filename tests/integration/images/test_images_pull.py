@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from registry_support import TEST_REPOSITORY, TEST_TAG, skopeo_push
 from images_layout import changes_layer, deletions_layer, write_blob, write_layout
+from registry_support import TEST_REPOSITORY, TEST_TAG, skopeo_push
 
 from minicontainer import syscalls
 from minicontainer.images import resolve_for_run
