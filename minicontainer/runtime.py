@@ -23,6 +23,7 @@ monitor that the command is running.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,9 +36,9 @@ from . import devices, errors, process, rootfs, security, state
 from . import syscalls as sc
 from .config import ContainerConfig
 from .steps import (
+    Callback,
     LoopbackUp,
     Mount,
-    PivotRoot,
     SetNs,
     Step,
     Unshare,
@@ -202,10 +203,15 @@ class Container:
         # After the volumes, so that a volume on /etc does not hide them.
         root_steps += rootfs.etc_steps(self.config, self.directory)
         pivot_steps = rootfs.pivot_steps(self.config, self.directory)
-        after_pivot = 1 + next(
-            i for i, step in enumerate(pivot_steps) if isinstance(step, PivotRoot)
+        # The sysctls and masks come after the go, because a sysctl may name
+        # an interface (net.ipv4.conf.eth0.*) that the monitor adds meanwhile.
+        pivot_steps.append(
+            Callback(
+                "wait for the monitor's go (it records the pid, sets up the network)",
+                functools.partial(_wait_for_go, go_r),
+            )
         )
-        pivot_steps[after_pivot:after_pivot] = security.path_steps(self.config)
+        pivot_steps += security.path_steps(self.config)
 
         log.debug("fork (the first child will create the namespaces)")
         first = os.fork()
@@ -483,10 +489,6 @@ def _pid1_main(
         set_process_role("pid 1")
         run_all(root_steps)
         run_all(pivot_steps)
-        log.debug("wait for the monitor's go (it records the pid, sets up the network)")
-        if os.read(go_r, 2) != b"go":
-            os._exit(125)  # the monitor died before releasing us
-        os.close(go_r)
 
         identity = process.resolve_identity(config.process.user)
         env = process.build_env(
@@ -502,6 +504,12 @@ def _pid1_main(
         process.exec_command(config.process.args, env)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
         _report_and_exit(error_w, exc)
+
+
+def _wait_for_go(go_r: int) -> None:
+    if os.read(go_r, 2) != b"go":
+        os._exit(125)  # the monitor died before releasing us
+    os.close(go_r)
 
 
 def _enter_workdir(cwd: str) -> None:

@@ -691,6 +691,20 @@ def test_full_subnet_leaves_nothing(net, busybox_rootfs, state_dirs):
     assert "ctr:" not in _table_listing(state_dirs)
 
 
+def test_sysctl_of_the_container_interface(net, busybox_rootfs):
+    # eth0 exists only once the monitor has attached the network, so the
+    # sysctls are written after PID 1 is released.
+    record = _create_network(net, f"sc{secrets.token_hex(3)}")
+    shown = _ok(
+        net(
+            "run", "--rm", "--network", record["name"],
+            "--sysctl", "net.ipv4.conf.eth0.rp_filter=2",
+            str(busybox_rootfs), "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter",
+        )
+    )
+    assert shown == "2"
+
+
 def test_add_host_gateway_names_the_network_gateway(net, busybox_rootfs):
     record = _create_network(net, f"hg{secrets.token_hex(3)}")
     hosts = _ok(
