@@ -102,15 +102,21 @@ def normalize(name: str, option: str) -> str:
 def resolve(security: dict) -> list[str]:
     """Return the names the container keeps, in capability-number order.
 
-    Drops are applied before adds, so ``--cap-drop ALL --cap-add NET_RAW``
-    keeps only NET_RAW, as in Docker.
+    Docker's rules: ``--cap-drop ALL`` keeps only the names added
+    (``--cap-drop ALL --cap-add NET_RAW`` keeps NET_RAW), ``--cap-add ALL``
+    keeps every capability but the names dropped, and otherwise the drops
+    apply to the default set before the adds.
     """
     if security.get("privileged"):
         return supported()
     add = security.get("cap_add", [])
     drop = security.get("cap_drop", [])
-    kept = set() if "ALL" in drop else set(DEFAULT) - set(drop)
-    kept |= set(supported()) if "ALL" in add else set(add)
+    if "ALL" in drop:
+        kept = set(add) - {"ALL"}
+    elif "ALL" in add:
+        kept = set(supported()) - set(drop)
+    else:
+        kept = (set(DEFAULT) - set(drop)) | set(add)
     known = set(supported())
     return sorted(kept & known, key=CAPABILITIES.__getitem__)
 

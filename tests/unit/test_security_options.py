@@ -74,6 +74,16 @@ def test_resolve_add_all_and_privileged():
     assert capabilities.resolve({"privileged": True}) == everything
 
 
+def test_resolve_add_all_keeps_the_drops_out():
+    kept = capabilities.resolve({"cap_add": ["ALL"], "cap_drop": ["SYS_ADMIN"]})
+    assert "SYS_ADMIN" not in kept
+    assert kept == [name for name in capabilities.supported() if name != "SYS_ADMIN"]
+
+
+def test_resolve_drop_all_ignores_add_all():
+    assert capabilities.resolve({"cap_add": ["ALL"], "cap_drop": ["ALL"]}) == []
+
+
 def test_ambient_only_added_names():
     kept = capabilities.resolve({"cap_add": ["NET_ADMIN"]})
     assert capabilities.ambient({"cap_add": ["NET_ADMIN"]}, kept) == ["NET_ADMIN"]
