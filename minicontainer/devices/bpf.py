@@ -133,7 +133,12 @@ def assemble(rules: list[Rule]) -> list[Instruction]:
         Instruction(_LDX_MEM_W, dst=5, src=1, offset=8),
     ]
     for rule in reversed(rules):
-        program += _rule_block(rule)
+        block = _rule_block(rule)
+        program += block
+        if not any(insn.code == _JMP_JNE_K for insn in block):
+            # A rule that matches every device decides alone. The verifier
+            # rejects a program with instructions that cannot be reached.
+            return program
     program += [Instruction(_ALU64_MOV_K, dst=0, imm=0), Instruction(_JMP_EXIT)]
     return program
 
@@ -204,8 +209,15 @@ def load(rules: list[Rule]) -> int:
             _bpf(BPF_PROG_LOAD, attr, "bpf BPF_PROG_LOAD (cgroup device program)")
         except KernelError:
             pass
-        text = verifier_log.value.decode(errors="replace").strip()
-        raise KernelError(f"{exc}; verifier log: {text[-2000:]}", exc.errno) from exc
+        lines = verifier_log.value.decode(errors="replace").strip().splitlines()
+        if not lines:
+            raise
+        # The verifier explained the rejection, so the kernel has the feature.
+        raise KernelError(
+            "bpf BPF_PROG_LOAD rejected the cgroup device program:"
+            f" {'; '.join(lines[-3:])}",
+            exc.errno,
+        ) from exc
 
 
 def _cgroup_fd(directory: str) -> int:

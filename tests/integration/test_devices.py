@@ -244,6 +244,13 @@ def kmsg_config(with_kmsg: bool) -> ContainerConfig:
     return container_config(rules=[rule.to_dict() for rule in rules])
 
 
+def test_bpf_rule_for_every_device_loads():
+    # A rule without conditions ends the program; anything after it would be
+    # unreachable, which the verifier rejects.
+    fd = bpf.load(list(STANDARD_RULES) + [Rule("a", None, None, "rwm")])
+    os.close(fd)
+
+
 @pytest.mark.skipif(unified_mount() is None, reason="no cgroup2 hierarchy is mounted")
 def test_bpf_program_alone(own_cgroup, tmp_path):
     directory = own_cgroup(unified_mount())

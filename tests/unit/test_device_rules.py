@@ -125,6 +125,16 @@ def test_jumps_stay_inside_program():
     assert program[-1].code == bpf._JMP_EXIT
 
 
+def test_rule_for_every_device_ends_the_program():
+    # The verifier rejects unreachable instructions, so nothing may follow
+    # a rule without conditions, such as --device-cgroup-rule 'a *:* rwm'.
+    rules = list(STANDARD_RULES) + [Rule("a", None, None, "rwm")]
+    program = bpf.assemble(rules)
+    assert [insn.code for insn in program[-2:]] == [bpf._ALU64_MOV_K, bpf._JMP_EXIT]
+    assert sum(insn.code == bpf._JMP_EXIT for insn in program) == 1
+    assert run_program(program, bpf.BPF_DEVCG_DEV_BLOCK, 0b111, 8, 0) == 1
+
+
 # ------------------------------------------------------------------ rules
 
 
