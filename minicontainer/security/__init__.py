@@ -25,6 +25,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MinictrError
+
 if TYPE_CHECKING:
     from ..config import ContainerConfig
     from ..process import Identity
@@ -171,7 +173,8 @@ def apply_process(
         userns.enter(config.security["userns"])
     capabilities.drop_bounding(plan.kept)
     capabilities.keep_across_setuid()
-    if plan.seccomp_filter is not None and not plan.no_new_privs:
+    filtered = plan.seccomp_filter is not None and not plan.no_new_privs
+    if filtered:
         _load_filter(plan.seccomp_filter)
     log.debug(
         "setgroups %s, setresgid %d, setresuid %d",
@@ -179,8 +182,19 @@ def apply_process(
         identity.gid,
         identity.uid,
     )
-    process.switch_user(identity)
-    capabilities.set_process_caps(plan.kept, identity.uid, plan.added)
+    try:
+        process.switch_user(identity)
+        capabilities.set_process_caps(plan.kept, identity.uid, plan.added)
+    except PermissionError as exc:
+        if not filtered:
+            raise
+        # Without no_new_privs the filter must be loaded while root still
+        # holds CAP_SYS_ADMIN, so it already applies to these calls.
+        raise MinictrError(
+            f"switching to user {identity.uid}:{identity.gid} failed: {exc.strerror};"
+            " the seccomp profile may block setgroups, setresgid, setresuid or"
+            " capset, which the runtime needs before exec"
+        ) from exc
     if plan.no_new_privs:
         log.debug("prctl PR_SET_NO_NEW_PRIVS 1")
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1, what="prctl(PR_SET_NO_NEW_PRIVS)")

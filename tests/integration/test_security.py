@@ -558,3 +558,24 @@ def test_userns_root_is_unprivileged_on_host(
     copies = Path(state_dirs["root"]) / "userns"
     assert copies.exists() == (method == "shifted copy")
     minictr("rm", container_dir.name)
+
+
+def test_profile_blocking_setresuid_is_named(minictr, busybox_rootfs, tmp_path):
+    # Without no_new_privs the filter applies before the switch to the user.
+    profile = tmp_path / "no-setresuid.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["setresuid"], "action": "SCMP_ACT_ERRNO"}],
+            }
+        )
+    )
+    result = minictr(
+        "run", "--rm", "--network", "none", "--security-opt", f"seccomp={profile}",
+        str(busybox_rootfs), "true",
+    )
+    assert result.returncode == 125
+    assert "the seccomp profile may block setgroups, setresgid, setresuid" in (
+        result.stderr
+    )
