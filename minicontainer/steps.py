@@ -77,21 +77,35 @@ class Mount(Step):
             text += f" (from {self.cwd})"
         return text
 
+    def _make_mount_point(self, target: str) -> None:
+        if self.make == "file":
+            _make_dirs(
+                os.path.dirname(target),
+                os.path.dirname(self.target),
+                "mount point",
+                leaf=self.target,
+            )
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
+        else:
+            _make_dirs(target, self.target, "mount point")
+
     def apply(self) -> None:
         target = _host_path(self.root, self.target)
         if self.root and self.make and not os.path.lexists(target):
-            if self.make == "file":
-                _make_dirs(
-                    os.path.dirname(target),
-                    os.path.dirname(self.target),
-                    "mount point",
-                    leaf=self.target,
+            try:
+                self._make_mount_point(target)
+            except OSError as exc:
+                hint = (
+                    "; a read-only mount covers that path, so make the file or"
+                    " directory in the mounted source first"
+                    if exc.errno == errno.EROFS
+                    else ""
                 )
-                os.close(
-                    os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
-                )
-            else:
-                _make_dirs(target, self.target, "mount point")
+                raise KernelError(
+                    f"creating the mount point {self.target} in the container"
+                    f" failed: {exc.strerror}{hint}",
+                    exc.errno or 0,
+                ) from exc
         try:
             if self.cwd:
                 mount_from(
@@ -208,7 +222,14 @@ class MakeNode(Step):
             os.unlink(path)
         except FileNotFoundError:
             pass
-        os.mknod(path, self.mode | type_bits, os.makedev(self.major, self.minor))
+        try:
+            os.mknod(path, self.mode | type_bits, os.makedev(self.major, self.minor))
+        except OSError as exc:
+            raise KernelError(
+                f"creating device node {self.path} in the container failed:"
+                f" {exc.strerror}; put device nodes under /dev",
+                exc.errno or 0,
+            ) from exc
         # mknod applies the umask; chmod sets the mode exactly.
         os.chmod(path, self.mode)
         if self.uid or self.gid:

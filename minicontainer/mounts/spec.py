@@ -417,6 +417,11 @@ def _volume_from_fields(
             f"invalid mount {value!r}: volume driver {driver!r} is not supported;"
             " only local volumes exist"
         )
+    if source.startswith("/"):
+        raise InvalidArgument(
+            f"invalid mount {value!r}: {source} is a host path, not a volume name;"
+            " use type=bind to mount a host directory"
+        )
     if source:
         validate_volume_name(source)
     return volume_entry(source, destination, read_only, nocopy)

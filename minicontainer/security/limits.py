@@ -167,6 +167,11 @@ class WriteSysctl(Step):
         try:
             with open(self.path, "w", encoding="ascii") as f:
                 f.write(self.value)
+        except FileNotFoundError as exc:
+            raise InvalidArgument(
+                f"unknown --sysctl key {self.key}: the container's kernel has no"
+                f" {self.path}; check the name with 'sysctl -a' on the host"
+            ) from exc
         except OSError as exc:
             raise InvalidArgument(
                 f"--sysctl {self.key}={self.value} failed: {exc.strerror}"

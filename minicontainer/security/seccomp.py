@@ -99,7 +99,8 @@ def load_file(path: str) -> dict:
             profile = json.load(f)
     except OSError as exc:
         raise InvalidArgument(
-            f"invalid --security-opt seccomp={path}: {exc.strerror}"
+            f"invalid --security-opt seccomp={path}: {exc.strerror}; give the path"
+            " of a JSON profile file, or seccomp=unconfined"
         ) from exc
     except ValueError as exc:
         raise InvalidArgument(

@@ -697,9 +697,15 @@ def test_sysctl_of_the_container_interface(net, busybox_rootfs):
     record = _create_network(net, f"sc{secrets.token_hex(3)}")
     shown = _ok(
         net(
-            "run", "--rm", "--network", record["name"],
-            "--sysctl", "net.ipv4.conf.eth0.rp_filter=2",
-            str(busybox_rootfs), "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter",
+            "run",
+            "--rm",
+            "--network",
+            record["name"],
+            "--sysctl",
+            "net.ipv4.conf.eth0.rp_filter=2",
+            str(busybox_rootfs),
+            "cat",
+            "/proc/sys/net/ipv4/conf/eth0/rp_filter",
         )
     )
     assert shown == "2"

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from support import MINICTR, mount_table, read_pty_until_exit
 
 NAMESPACES = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
@@ -464,3 +465,59 @@ def test_sigterm_during_setup_leaves_nothing(busybox_rootfs, state_dirs):
         _, stderr = process.communicate(timeout=60)
         assert process.returncode in (0, 143), stderr
         assert containers(state_dirs) == [], f"attempt {attempt}"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--device", "/dev/null:/proc/x"],
+            "creating device node /proc/x in the container failed",
+        ),
+        (
+            ["--security-opt", "seccomp=/nonexistent.json"],
+            "give the path of a JSON profile file, or seccomp=unconfined",
+        ),
+        (
+            ["--sysctl", "net.ipv4.no_such_key=1"],
+            "unknown --sysctl key net.ipv4.no_such_key",
+        ),
+        (
+            ["--mount", "type=volume,source=/abs/path,target=/x"],
+            "/abs/path is a host path, not a volume name; use type=bind",
+        ),
+    ],
+)
+def test_bad_option_names_value_and_fix(
+    minictr, busybox_rootfs, state_dirs, options, message
+):
+    result = minictr(
+        "run", "--rm", "--network", "none", *options, str(busybox_rootfs), "true"
+    )
+    assert result.returncode == 125
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert containers(state_dirs) == []
+
+
+def test_read_only_volume_over_etc_names_the_mount_point(
+    minictr, busybox_rootfs, state_dirs, tmp_path
+):
+    # The generated /etc files need mount points, which a read-only /etc
+    # cannot take.
+    result = minictr(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        f"{tmp_path}:/etc:ro",
+        str(busybox_rootfs),
+        "true",
+    )
+    assert result.returncode == 125
+    assert "creating the mount point /etc/hostname in the container failed" in (
+        result.stderr
+    )
+    assert "a read-only mount covers that path" in result.stderr
+    assert containers(state_dirs) == []

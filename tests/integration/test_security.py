@@ -572,8 +572,14 @@ def test_profile_blocking_setresuid_is_named(minictr, busybox_rootfs, tmp_path):
         )
     )
     result = minictr(
-        "run", "--rm", "--network", "none", "--security-opt", f"seccomp={profile}",
-        str(busybox_rootfs), "true",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        f"seccomp={profile}",
+        str(busybox_rootfs),
+        "true",
     )
     assert result.returncode == 125
     assert "the seccomp profile may block setgroups, setresgid, setresuid" in (
