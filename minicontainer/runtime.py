@@ -78,9 +78,6 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR2,
 )
 
-# Signals that would kill a foreground run during its setup by default.
-SETUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
 _ERROR_CLASSES = {
     cls.__name__: cls
     for cls in (
@@ -473,6 +470,9 @@ def _child_main(
 def _reset_signals() -> None:
     for sig in FORWARDED_SIGNALS + (signal.SIGWINCH, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
+    # run_foreground blocks them during the setup; the container must not
+    # inherit that.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
 
 
 def _pid1_main(
@@ -549,41 +549,17 @@ def install_signal_forwarding(pid: int) -> None:
         signal.signal(sig, forward)
 
 
-def _handle_signals_during_setup(container: Container) -> None:
-    """Turn SIGTERM and SIGHUP into SystemExit until PID 1 is known.
-
-    By default these signals kill minictr at once, which during the setup
-    leaves a "Created" container and its cgroup behind. SystemExit runs the
-    cleanup of :func:`run_foreground` instead. Once PID 1 exists, the
-    signals are forwarded to it, as :func:`install_signal_forwarding` does.
-    """
-
-    def handle(signum: int, _frame: object) -> None:
-        if container.pid == 0:
-            raise SystemExit(128 + signum)
-        try:
-            os.kill(container.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in SETUP_SIGNALS:
-        signal.signal(sig, handle)
-
-
 def run_foreground(config: ContainerConfig) -> int:
     """Run a container attached to this terminal; return its exit code."""
-    # Blocked until the handlers are in place and the cleanup below covers them.
-    signal.pthread_sigmask(signal.SIG_BLOCK, SETUP_SIGNALS)
-    try:
-        directory = state.reserve(config)
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SETUP_SIGNALS)
-        raise
+    # A signal that interrupted the setup at an arbitrary point could leave a
+    # cgroup directory or a lease half made. The signals wait until PID 1
+    # runs, and are then forwarded to it; the first child unblocks them for
+    # the container's processes.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    directory = state.reserve(config)
     container = Container(config, directory)
     terminal = None
-    _handle_signals_during_setup(container)
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SETUP_SIGNALS)
         container.prepare()
         stdio = Stdio(stdin=0 if config.process.interactive else None)
         if config.process.terminal:
@@ -593,6 +569,7 @@ def run_foreground(config: ContainerConfig) -> int:
             stdio = Stdio(terminal=terminal.slave)
         container.start(stdio)
         install_signal_forwarding(container.pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
         if terminal is not None:
             terminal.close_slave()
             exit_code = terminal.relay(container.pid, config.process.interactive)
