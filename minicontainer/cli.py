@@ -126,7 +126,9 @@ def make_config(rootfs: str, command: tuple[str, ...], kwargs: dict, detach: boo
         stop_signal=kwargs.pop("stop_signal"),
         stop_timeout=kwargs.pop("stop_timeout"),
         labels=labels,
-        pull=_pull_settings(kwargs.pop("pull"), kwargs.pop("insecure_registry")),
+        pull=_pull_settings(
+            kwargs.pop("pull"), kwargs.pop("insecure_registry"), rootfs
+        ),
     )
     for part, value in subsystem_parts.items():
         _apply_part(config, part, value)
@@ -164,20 +166,22 @@ def _hostname_for_network_mode(config: ContainerConfig, given: str) -> None:
             pass  # the network setup names the missing container
 
 
-def _pull_settings(policy: str, insecure: bool):
+def _pull_settings(policy: str, insecure: bool, rootfs: str):
     """Return the PullSettings of ``--pull``, drawing progress on stderr.
 
-    Stderr keeps a pull's output apart from the container's stdout.
+    Stderr keeps a pull's output apart from the container's stdout. A
+    directory is never pulled, so its runs skip the progress display's import.
     """
-    from .cli_images import PullProgress
     from .images.pulling import PullSettings, parse_pull_policy
 
-    return PullSettings(
-        policy=parse_pull_policy(policy),
-        insecure=insecure,
-        progress=PullProgress(sys.stderr),
-        output=lambda line: click.echo(line, err=True),
-    )
+    settings = PullSettings(policy=parse_pull_policy(policy), insecure=insecure)
+    if os.path.isdir(rootfs):
+        return settings
+    from .cli_images import PullProgress
+
+    settings.progress = PullProgress(sys.stderr)
+    settings.output = lambda line: click.echo(line, err=True)
+    return settings
 
 
 def _apply_part(config, part: str, value) -> None:
