@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 
 from .errors import InvalidArgument
 
@@ -41,6 +42,24 @@ def resolve_in_root(root: str, path: str) -> str:
     if not posixpath.isabs(path):
         raise InvalidArgument(f"container path {path!r} must be absolute")
     root = os.path.realpath(root)
+
+    def read_link(resolved: list[str], name: str) -> str | None:
+        candidate = os.path.join(root, *resolved, name)
+        return os.readlink(candidate) if os.path.islink(candidate) else None
+
+    return os.path.join(root, *walk_symlinks(path, read_link))
+
+
+def walk_symlinks(
+    path: str, read_link: Callable[[list[str], str], str | None]
+) -> list[str]:
+    """Return the components of ``path`` once its symbolic links are followed.
+
+    ``read_link(resolved, name)`` returns the target of ``name`` in the
+    directory that the components in ``resolved`` lead to, or None if it is
+    no link. An absolute target restarts at the root and ``..`` never climbs
+    above it, as inside a container.
+    """
     remaining = [part for part in path.split("/") if part not in ("", ".")]
     resolved: list[str] = []
     links = 0
@@ -50,15 +69,14 @@ def resolve_in_root(root: str, path: str) -> str:
             if resolved:
                 resolved.pop()
             continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
-            links += 1
-            if links > _MAX_SYMLINKS:
-                raise InvalidArgument(f"too many symbolic links resolving {path!r}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            remaining = [p for p in target.split("/") if p not in ("", ".")] + remaining
+        target = read_link(resolved, part)
+        if target is None:
+            resolved.append(part)
             continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+        links += 1
+        if links > _MAX_SYMLINKS:
+            raise InvalidArgument(f"too many symbolic links resolving {path!r}")
+        if target.startswith("/"):
+            resolved = []
+        remaining = [p for p in target.split("/") if p not in ("", ".")] + remaining
+    return resolved

@@ -20,13 +20,11 @@ import os
 import shutil
 import stat
 
-from ..errors import InvalidArgument
-from ..paths import resolve_in_root
+from ..paths import resolve_in_root, walk_symlinks
 
 log = logging.getLogger(__name__)
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
-_MAX_SYMLINKS = 40  # the kernel's limit for one path walk
 
 
 def image_sources(lower_dirs: list[str], destination: str) -> list[str]:
@@ -60,29 +58,14 @@ def resolve_in_layers(layers: list[str], path: str) -> str:
     there), so the result tells before anything is created where a mount
     target would land. Missing components are kept as they are.
     """
-    remaining = [part for part in path.split("/") if part not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while remaining:
-        part = remaining.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
+
+    def read_link(resolved: list[str], name: str) -> str | None:
         directories = list(layers)
-        for name in resolved:
-            directories = _lookup(directories, name)[1]
-        link, _ = _lookup(directories, part)
-        if link is None:
-            resolved.append(part)
-            continue
-        links += 1
-        if links > _MAX_SYMLINKS:
-            raise InvalidArgument(f"too many symbolic links resolving {path!r}")
-        if link.startswith("/"):
-            resolved = []
-        remaining = [p for p in link.split("/") if p not in ("", ".")] + remaining
-    return "/" + "/".join(resolved)
+        for component in resolved:
+            directories = _lookup(directories, component)[1]
+        return _lookup(directories, name)[0]
+
+    return "/" + "/".join(walk_symlinks(path, read_link))
 
 
 def _lookup(directories: list[str], name: str) -> tuple[str | None, list[str]]:
