@@ -40,8 +40,8 @@ DEV_LINKS = [
     ("pts/ptmx", "/dev/ptmx"),
 ]
 
-# The most lower directories one overlayfs mount takes (OVL_MAX_STACK in
-# the kernel's fs/overlayfs).
+# The maximum number of lower directories in one overlayfs mount
+# (OVL_MAX_STACK in the kernel's fs/overlayfs).
 MAX_LOWER_LAYERS = 500
 
 # The directory of a container that contains the short names of its lower

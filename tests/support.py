@@ -3,6 +3,8 @@ by name once several conftest files exist)."""
 
 from __future__ import annotations
 
+import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +45,15 @@ def read_pty_until_exit(master: int, proc, timeout: float = 30) -> bytes:
             break
         output += chunk
     return output
+
+
+def free_subnet() -> str:
+    """Return a /24 in 10.200.0.0-10.250.255.0 that no host route covers yet."""
+    routes = subprocess.run(
+        ["ip", "-4", "route"], check=True, capture_output=True, text=True
+    ).stdout
+    for _ in range(100):
+        candidate = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        if f"{candidate}." not in routes:
+            return f"{candidate}.0/24"
+    raise AssertionError("no free test subnet")

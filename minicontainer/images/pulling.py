@@ -1,9 +1,10 @@
 """Pull policies: whether ``run``, ``create`` and Compose fetch an image first.
 
-Docker's ``--pull`` option takes three policies. ``missing`` (the default)
-pulls only when the local store has no image by that name, ``always`` requests the
-manifest from the registry every time and downloads the blobs the store lacks,
-and ``never`` uses the store alone and fails when the image is not there.
+Docker's ``--pull`` option takes three policies. ``missing``, the default,
+pulls only when the local store has no image by that name. ``always``
+requests the manifest from the registry every time and downloads the blobs
+the store lacks. ``never`` uses the store alone and fails when the image is
+not there.
 Compose's ``pull_policy`` adds ``build`` and the alias ``if_not_present``;
 the Compose code maps those onto these three.
 

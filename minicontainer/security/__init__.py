@@ -189,7 +189,7 @@ def apply_process(
         if not filtered:
             raise
         # Without no_new_privs the filter must be loaded while root still
-        # holds CAP_SYS_ADMIN, so it already applies to these calls.
+        # has CAP_SYS_ADMIN, so it already applies to these calls.
         raise MinictrError(
             f"switching to user {identity.uid}:{identity.gid} failed: {exc.strerror};"
             " the seccomp profile may block setgroups, setresgid, setresuid or"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import MINICTR
+from support import MINICTR, free_subnet
 
 
 def write_context(directory: Path, files: dict[str, str]) -> Path:
@@ -657,23 +656,12 @@ def test_from_stored_image_runs_onbuild(minictr, tmp_path, busybox_rootfs):
     assert config["Env"] == ["A=1", "B=2"]
 
 
-def _free_subnet() -> str:
-    routes = subprocess.run(
-        ["ip", "-4", "route"], check=False, capture_output=True, text=True
-    ).stdout
-    for _ in range(100):
-        candidate = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
-        if f"{candidate}." not in routes:
-            return f"{candidate}.0/24"
-    raise AssertionError("no free test subnet")
-
-
 @pytest.fixture
 def build_network(minictr, state_dirs):
     """A private bridge network for RUN steps, removed with its nftables table."""
     pytest.importorskip("minicontainer.network")
     name = f"bld{secrets.token_hex(3)}"
-    created = minictr("network", "create", "--subnet", _free_subnet(), name)
+    created = minictr("network", "create", "--subnet", free_subnet(), name)
     assert created.returncode == 0, created.stderr
     yield name
     minictr("network", "rm", name)

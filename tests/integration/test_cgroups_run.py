@@ -94,14 +94,14 @@ def test_run_fork_bomb_stops_at_pids_limit(minictr, busybox_rootfs):
         with open(os.path.join(directory, "pids.max")) as f:
             assert f.read().strip() == "20"
 
-        def refused_forks() -> int:
+        def forks_over_limit() -> int:
             with open(os.path.join(directory, "pids.events")) as f:
                 return int(dict(line.split() for line in f)["max"])
 
         deadline = time.monotonic() + 60
-        while refused_forks() == 0 and time.monotonic() < deadline:
+        while forks_over_limit() == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert refused_forks() > 0
+        assert forks_over_limit() > 0
         while "can't fork" not in minictr("logs", "bomb").stderr:
             assert time.monotonic() < deadline, "no fork failure was logged"
             time.sleep(0.1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import sys
 import time
 
 import pytest
+from support import free_subnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MINICTR = os.path.join(os.path.dirname(sys.executable), "minictr")
@@ -512,6 +512,7 @@ def test_monitor_outlives_killed_run_detached(minictr):
     # command is killed while the monitor is stopped before its report, so
     # the report goes to a closed pipe. The monitor must keep watching.
     command = "echo started; sleep 60"
+
     waiter = subprocess.Popen(
         [
             MINICTR,
@@ -528,6 +529,7 @@ def test_monitor_outlives_killed_run_detached(minictr):
         env=minictr.env,
         stdout=subprocess.DEVNULL,
     )
+
     try:
         monitor_pid = _monitor_of_new_container(minictr)
         os.kill(monitor_pid, signal.SIGSTOP)
@@ -537,6 +539,7 @@ def test_monitor_outlives_killed_run_detached(minictr):
     os.kill(monitor_pid, signal.SIGCONT)
     if waiter.returncode == 0:
         pytest.skip("the monitor reported before it was stopped")
+
     _wait_until(lambda: "started" in minictr("logs", "orphaned").stdout)
     assert "monitor lost" not in minictr("ps").stdout
     assert _alive(monitor_pid)
@@ -587,22 +590,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _free_subnet() -> str:
-    routes = subprocess.run(
-        ["ip", "-4", "route"], check=True, capture_output=True, text=True
-    ).stdout
-    for _ in range(100):
-        candidate = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
-        if f"{candidate}." not in routes:
-            return f"{candidate}.0/24"
-    raise AssertionError("no free test subnet")
-
-
 @pytest.fixture
 def network(minictr, monkeypatch):
     """A user-defined bridge network of this test's state root, removed afterwards."""
     name = f"lc{os.urandom(3).hex()}"
-    minictr("network", "create", "--subnet", _free_subnet(), name)
+    minictr("network", "create", "--subnet", free_subnet(), name)
     yield name
     ids = minictr("ps", "-aq", "--no-trunc", check=False).stdout.split()
     if ids:

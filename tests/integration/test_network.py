@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import random
 import secrets
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support import free_subnet
 
 from minicontainer.network import firewall, names
 
@@ -53,24 +53,13 @@ def _records(state_dirs) -> list[dict]:
     ]
 
 
-def _free_subnet() -> str:
-    routes = subprocess.run(
-        ["ip", "-4", "route"], check=False, capture_output=True, text=True
-    ).stdout
-    for _ in range(100):
-        candidate = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
-        if f"{candidate}." not in routes:
-            return f"{candidate}.0/24"
-    raise AssertionError("no free test subnet")
-
-
 def _ok(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 0, f"rc={result.returncode} stderr={result.stderr}"
     return result.stdout.strip()
 
 
 def _create_network(net, name: str) -> dict:
-    _ok(net("network", "create", "--subnet", _free_subnet(), name))
+    _ok(net("network", "create", "--subnet", free_subnet(), name))
     return json.loads(_ok(net("network", "inspect", name)))[0]
 
 
@@ -332,7 +321,7 @@ def outside():
     # `ip netns add` turns /run/netns into a mount point the first time it runs
     # and never undoes it; undo it here when this fixture made it.
     netns_was_mounted = _is_mount_point("/run/netns")
-    subnet = _free_subnet().rsplit(".", 1)[0]
+    subnet = free_subnet().rsplit(".", 1)[0]
     host_ip, outside_ip = f"{subnet}.1", f"{subnet}.2"
     commands = [
         ["ip", "netns", "add", namespace],
@@ -654,7 +643,7 @@ def test_address_options_reach_etc_files(net, busybox_rootfs):
 
 def test_full_subnet_leaves_nothing(net, busybox_rootfs, state_dirs):
     network = f"full{secrets.token_hex(3)}"
-    subnet = _free_subnet().replace("/24", "/30")
+    subnet = free_subnet().replace("/24", "/30")
     _ok(net("network", "create", "--subnet", subnet, network))
     _ok(
         net(
@@ -808,7 +797,7 @@ def spare_link():
     """An empty host bridge with a unique name, removed afterwards.
 
     A bridge rather than a dummy device, because a kernel may lack the
-    dummy driver; either gives the host a route to the addresses put on it.
+    dummy driver. Either gives the host a route to the addresses put on it.
     """
     name = f"mctest{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
@@ -820,12 +809,12 @@ def spare_link():
 
 def test_idle_picked_subnet_moves_off_a_new_route(net, busybox_rootfs, spare_link):
     # A route that appears while a network is idle (a VPN, another runtime)
-    # takes its subnet; a subnet minictr picked moves, one the user gave fails.
+    # covers its subnet. A subnet minictr picked moves; one the user gave fails.
     _ok(net("network", "create", "picked"))
-    taken = json.loads(_ok(net("network", "inspect", "picked")))[0]["subnet"]
-    given = _free_subnet()
-    _ok(net("network", "create", "--subnet", given, "given"))
-    for subnet in (taken, given):
+    picked_subnet = json.loads(_ok(net("network", "inspect", "picked")))[0]["subnet"]
+    user_subnet = free_subnet()
+    _ok(net("network", "create", "--subnet", user_subnet, "given"))
+    for subnet in (picked_subnet, user_subnet):
         gateway = str(next(ipaddress.IPv4Network(subnet).hosts()))
         prefix = subnet.split("/")[1]
         subprocess.run(
@@ -836,10 +825,10 @@ def test_idle_picked_subnet_moves_off_a_new_route(net, busybox_rootfs, spare_lin
     moved = net("run", "--rm", "--network", "picked", str(busybox_rootfs), "true")
     assert moved.returncode == 0, moved.stderr
     record = json.loads(_ok(net("network", "inspect", "picked")))[0]
-    assert record["subnet"] != taken
+    assert record["subnet"] != picked_subnet
     assert not ipaddress.IPv4Network(record["subnet"]).overlaps(
-        ipaddress.IPv4Network(taken)
+        ipaddress.IPv4Network(picked_subnet)
     )
     failed = net("run", "--rm", "--network", "given", str(busybox_rootfs), "true")
     assert failed.returncode == 125
-    assert f"subnet {given} overlaps the host route" in failed.stderr
+    assert f"subnet {user_subnet} overlaps the host route" in failed.stderr

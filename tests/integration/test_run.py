@@ -510,9 +510,7 @@ def test_bad_option_names_value_and_fix(
     assert containers(state_dirs) == []
 
 
-def test_read_only_volume_over_etc_names_the_mount_point(
-    minictr, busybox_rootfs, state_dirs, tmp_path
-):
+def test_read_only_etc_volume_error(minictr, busybox_rootfs, state_dirs, tmp_path):
     # The generated /etc files need mount points, which a read-only /etc
     # cannot take.
     result = minictr(
